@@ -1,0 +1,103 @@
+"""Array handling around the kernels: accept, check, lay out, pad, and hand back.
+
+Kernels see only C-contiguous, batched NCHW arrays of one dtype.  Everything the
+caller may pass (views, Fortran order, negative strides, unbatched input,
+channels-last, a preallocated ``out``) is reconciled here, and inputs are never
+written: any copy we make is our own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .spec import ConvSpec
+
+# numpy.pad's name for each torch padding mode.
+NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def is_cuda_array(value) -> bool:
+    return hasattr(value, "__cuda_array_interface__")
+
+
+def as_host_array(value, name: str) -> np.ndarray:
+    """A NumPy view of ``value`` (no copy for ndarrays); TypeError for what cannot be one."""
+    if isinstance(value, np.ndarray):
+        return value
+    if value is None or isinstance(value, (str, bytes, dict, set)):
+        raise TypeError(f"{name} must be an array, got {type(value).__name__}")
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array, got {type(value).__name__}: {exc}") from None
+    if array.dtype == object:
+        raise TypeError(f"{name} must be a float32 or float64 array, got {type(value).__name__} of objects")
+    return array
+
+
+def to_nchw(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """A batched NCHW *view* of the caller's x (no copy)."""
+    if not spec.batched:
+        x = x[np.newaxis]
+    if spec.layout == "NHWC":
+        x = x.transpose(0, 3, 1, 2)
+    return x
+
+
+def pad_input(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """x (batched NCHW) padded by ``spec.padding`` with ``spec.padding_mode``; always a fresh
+    C-contiguous array or a C-contiguous input passed through when there is no padding."""
+    top, bottom, left, right = spec.padding
+    if not spec.has_padding:
+        return np.ascontiguousarray(x)
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=NUMPY_PAD_MODES[spec.padding_mode])
+
+
+def check_out(out, spec: ConvSpec, inputs) -> np.ndarray:
+    """Validate a caller's ``out=``: exact shape and dtype, writeable, not overlapping an input."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != spec.out_shape:
+        raise ValueError(f"out must have shape {spec.out_shape}, got {out.shape}")
+    if out.dtype != spec.dtype:
+        raise ValueError(f"out must have dtype {spec.dtype}, got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    for name, array in inputs.items():
+        if array is not None and _overlaps(out, array):
+            raise ValueError(f"out must not overlap an input, but it shares memory with {name}")
+    return out
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return bool(np.shares_memory(a, b, max_work=100_000))
+    except np.exceptions.TooHardError:
+        return True  # could not prove them disjoint: refuse rather than risk a wrong result
+
+
+def kernel_output(out: np.ndarray | None, spec: ConvSpec) -> np.ndarray:
+    """The C-contiguous batched NCHW array the kernel writes: the caller's ``out`` itself when
+    it already has that memory layout, else a fresh array copied into ``out`` by :func:`finish`."""
+    if out is not None and spec.layout == "NCHW" and out.flags.c_contiguous:
+        return out.reshape(spec.nchw_out_shape)
+    return np.empty(spec.nchw_out_shape, dtype=spec.dtype)
+
+
+def finish(result: np.ndarray, spec: ConvSpec, out: np.ndarray | None) -> np.ndarray:
+    """Turn the kernel's batched NCHW result into what the caller asked for."""
+    if spec.layout == "NHWC":
+        shaped = result.transpose(0, 2, 3, 1)
+        if out is None:
+            shaped = np.ascontiguousarray(shaped)
+    else:
+        shaped = result
+    if not spec.batched:
+        shaped = shaped[0]
+    if out is None:
+        return shaped
+    if not np.shares_memory(out, result):
+        np.copyto(out, shaped)
+    return out

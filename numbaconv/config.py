@@ -1,0 +1,24 @@
+"""Tunables, in one place.
+
+Kernels read these module constants at compile time (Numba freezes globals),
+so changing one needs a fresh process and invalidates the on-disk cache.
+"""
+
+# Floating-point flags for every CPU kernel.  Only ``contract`` (fuse a*b+c
+# into one FMA, which is at least as accurate as the separate operations):
+# no ``nnan``/``ninf``/``reassoc``, so NaN and Inf propagate exactly as in the
+# NumPy reference and the summation order is the one written in the loops.
+FASTMATH = {"contract"}
+
+# Implicit-GEMM register tile (grouped / dense / explicit pointwise kernel):
+# 4 output channels (fixed by the kernel's unrolled body) x TILE_PIXELS output
+# pixels are accumulated in registers across the whole reduction
+# (C_in/groups x kH x kW).  16 float32 = one AVX-512 vector per channel.
+TILE_PIXELS = 16
+
+# Output-row tile of one parallel task of that kernel.  Tasks are
+# (image, group, output row, pixel tile, channel block) with the channel block
+# varying fastest, so consecutive tasks of one thread reuse the same input tile
+# from cache.  256 float32 pixels x C_in keeps the input tile in L2 for the
+# channel counts of real networks.
+TASK_PIXELS = 256

@@ -1,0 +1,47 @@
+"""The fused epilogue every CPU kernel applies when it stores a result: bias, then activation.
+
+Activation codes follow ``spec.ACTIVATIONS``: 0 none, 1 relu, 2 relu6, 3 silu, 4 hardswish.
+Comparisons are written so that NaN falls through unchanged (``NaN < 0`` is false),
+as in torch.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ..config import FASTMATH
+
+
+@njit(inline="always", fastmath=FASTMATH, cache=True)
+def activate(value, code):
+    if code == 0:
+        return value
+    if code == 1:  # relu
+        return 0.0 if value < 0 else value
+    if code == 2:  # relu6
+        if value < 0:
+            return 0.0
+        return 6.0 if value > 6 else value
+    if code == 3:  # silu: x * sigmoid(x)
+        return value * (1 / (1 + np.exp(-value)))
+    # hardswish: x * relu6(x + 3) / 6
+    gate = value + 3
+    if gate < 0:
+        return value * 0.0  # -inf * 0 is NaN, as torch's x * relu6(x + 3) / 6 gives
+    if gate > 6:
+        return value
+    return value * gate / 6
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def bias_activation_inplace(out, bias, code):
+    """out[n, c, :, :] = activate(out + bias[c]) over a C-contiguous (N, C, P) array.
+
+    Used after a BLAS product, which cannot fuse the epilogue; parallel over (n, c) rows.
+    """
+    n_images, n_channels, n_pixels = out.shape
+    for task in prange(n_images * n_channels):
+        n = task // n_channels
+        c = task % n_channels
+        b = bias[c]
+        for p in range(n_pixels):
+            out[n, c, p] = activate(out[n, c, p] + b, code)

@@ -1,0 +1,49 @@
+"""Pointwise (1x1, groups=1) convolution: per image, out[C_out, P] = W[C_out, C_in] x X[C_in, P].
+
+Two paths share the preparation (padding and stride are applied by building the
+C_in x P operand, which for a 1x1 kernel is the strided, padded input itself):
+
+* ``pointwise``: the explicit-loop kernel.  It is the implicit-GEMM kernel of
+  ``grouped.py`` run on the pixel-flattened view (H_out x W_out -> 1 x P), so the
+  register tile of 4 output channels x 16 pixels spans whole rows and the pixel
+  tiles of TASK_PIXELS keep the C_in x tile operand in L2.
+* ``pointwise_blas``: NumPy's matmul (the machine's BLAS sgemm/dgemm) per batch,
+  then one Numba pass for bias and activation.  Packed BLAS micro-kernels are
+  several times faster than the explicit loops on this class of shape.
+"""
+
+import numpy as np
+
+from ..arrays import pad_input
+from ..spec import ConvSpec
+from .epilogue import bias_activation_inplace
+from .grouped import grouped_conv_nchw, pack_weights
+
+
+def gemm_operand(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """The (N, C_in, P) operand: the input padded, subsampled by the stride, C-contiguous."""
+    padded = pad_input(x, spec)
+    sh, sw = spec.stride
+    if (sh, sw) != (1, 1):
+        padded = padded[:, :, ::sh, ::sw][:, :, : spec.out_height, : spec.out_width]
+    return np.ascontiguousarray(padded).reshape(spec.batch, spec.in_channels, spec.out_height * spec.out_width)
+
+
+def run_explicit(spec: ConvSpec, x, weight, bias, out):
+    operand = gemm_operand(x, spec)
+    pixels = operand.shape[2]
+    grouped_conv_nchw(
+        operand.reshape(spec.batch, spec.in_channels, 1, pixels),
+        pack_weights(weight, 1),
+        bias,
+        out.reshape(spec.batch, spec.out_channels, 1, pixels),
+        1, 1, 1, 1, 1, 1, 1, spec.activation_code,
+    )
+
+
+def run_blas(spec: ConvSpec, x, weight, bias, out):
+    operand = gemm_operand(x, spec)
+    product = out.reshape(spec.batch, spec.out_channels, operand.shape[2])
+    np.matmul(weight.reshape(spec.out_channels, spec.in_channels), operand, out=product)
+    if spec.has_bias or spec.activation is not None:
+        bias_activation_inplace(product, bias, spec.activation_code)

@@ -1,0 +1,87 @@
+"""The NumPy oracle: ``conv2d`` with numbaconv's signature, written to be obviously right.
+
+It shares only argument validation (``ConvSpec``) and layout handling with the
+kernels; the arithmetic is the textbook definition, one filter tap at a time:
+
+    out[n, g*Cog + o, i, j] = bias[g*Cog + o]
+        + sum_{c, kh, kw} w[g*Cog + o, c, kh, kw] * xpad[n, g*Cig + c, i*sh + kh*dh, j*sw + kw*dw]
+
+computed in float64 whatever the input dtype (then rounded to it), so it is at least
+as accurate as any kernel it judges.  Every test compares against it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import arrays
+from .spec import ConvSpec, check_dtypes
+
+
+def relu(v):
+    return np.where(v < 0, 0.0, v)
+
+
+def relu6(v):
+    return np.where(v < 0, 0.0, np.where(v > 6, 6.0, v))
+
+
+def silu(v):
+    with np.errstate(over="ignore", invalid="ignore"):
+        return v * (1.0 / (1.0 + np.exp(-v)))
+
+
+def hardswish(v):
+    with np.errstate(invalid="ignore"):
+        return np.where(v + 3 < 0, v * 0.0, np.where(v + 3 > 6, v, v * (v + 3) / 6))
+
+
+ACTIVATION_FUNCTIONS = {None: lambda v: v, "relu": relu, "relu6": relu6, "silu": silu, "hardswish": hardswish}
+
+
+def conv2d_nchw(spec: ConvSpec, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """The definition, on a batched NCHW x; returns float64 (N, C_out, H_out, W_out)."""
+    x = arrays.pad_input(x.astype(np.float64), spec)
+    n, groups = spec.batch, spec.groups
+    cig, cog = spec.in_channels_per_group, spec.out_channels_per_group
+    ho, wo = spec.out_height, spec.out_width
+    sh, sw = spec.stride
+    dh, dw = spec.dilation
+    xg = x.reshape(n, groups, cig, x.shape[2], x.shape[3])
+    wg = weight.astype(np.float64).reshape(groups, cog, cig, spec.kernel_height, spec.kernel_width)
+    out = np.zeros((n, groups, cog, ho, wo), dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for kh in range(spec.kernel_height):
+            for kw in range(spec.kernel_width):
+                # the input pixels tap (kh, kw) sees for every output pixel: (n, g, c, ho, wo)
+                window = xg[:, :, :, kh * dh: kh * dh + sh * (ho - 1) + 1: sh, kw * dw: kw * dw + sw * (wo - 1) + 1: sw]
+                out += np.einsum("ngchw,goc->ngohw", window, wg[:, :, :, kh, kw])
+        out = out.reshape(n, spec.out_channels, ho, wo)
+        if bias is not None:
+            out = out + bias.astype(np.float64)[None, :, None, None]
+        return ACTIVATION_FUNCTIONS[spec.activation](out)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", activation=None, layout="NCHW", out=None,
+           algorithm="auto", device=None):
+    """Pure-NumPy ``numbaconv.conv2d``: same arguments, same checks, same result layout.
+
+    ``algorithm`` must be ``'auto'`` or ``'reference'`` and ``device`` ``None`` or ``'cpu'``.
+    """
+    if device not in (None, "cpu"):
+        raise ValueError(f"reference.conv2d runs on the CPU only, got device={device!r}")
+    if algorithm not in ("auto", "reference"):
+        raise ValueError(f"reference.conv2d has the single algorithm 'reference', got algorithm={algorithm!r}")
+    x = arrays.as_host_array(x, "x")
+    weight = arrays.as_host_array(weight, "weight")
+    bias = None if bias is None else arrays.as_host_array(bias, "bias")
+    dtype = check_dtypes(x.dtype, weight.dtype, None if bias is None else bias.dtype)
+    spec = ConvSpec.from_shapes(
+        x.shape, weight.shape, None if bias is None else bias.shape, stride, padding, dilation, groups,
+        dtype=dtype, padding_mode=padding_mode, activation=activation, layout=layout,
+    )
+    if out is not None:
+        arrays.check_out(out, spec, {"x": x, "weight": weight, "bias": bias})
+    result = conv2d_nchw(spec, arrays.to_nchw(x, spec), weight, bias).astype(dtype)
+    return arrays.finish(result, spec, out)

@@ -1,0 +1,311 @@
+"""ConvSpec: the one place that normalizes and validates convolution arguments.
+
+Every public entry point (``conv2d``, the family functions, ``reference.conv2d``
+and ``plan``) builds a :class:`ConvSpec` first; no kernel runs before it exists,
+and kernels never validate.  All shape arithmetic lives here.
+
+Semantics are those of ``torch.nn.functional.conv2d``:
+``H_out = floor((H + pad_top + pad_bottom - dilation*(kH - 1) - 1) / stride) + 1``
+and ``padding='same'`` puts ``total // 2`` before and the rest after, where
+``total = dilation*(k - 1)`` (torch's rule for uneven padding).
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+ACTIVATIONS = (None, "relu", "relu6", "silu", "hardswish")
+LAYOUTS = ("NCHW", "NHWC")
+DEVICES = (None, "cpu", "cuda")
+
+# Integer codes the kernels receive for ``activation`` (index into ACTIVATIONS).
+ACTIVATION_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
+
+FAMILIES = ("pointwise", "depthwise", "grouped")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def normalize_pair(value, name: str) -> tuple[int, int]:
+    """An int or a pair of ints -> ``(int, int)``; TypeError/ValueError naming ``name``."""
+    if _is_int(value):
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got a sequence of length {len(value)}: {value!r}")
+        if not all(_is_int(v) for v in value):
+            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        return int(value[0]), int(value[1])
+    raise TypeError(f"{name} must be an int or a pair of ints, got {type(value).__name__} {value!r}")
+
+
+def _positive_pair(value, name: str) -> tuple[int, int]:
+    pair = normalize_pair(value, name)
+    if min(pair) < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return pair
+
+
+def _shape_tuple(shape, name: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a shape (a sequence of ints), got {shape!r}") from None
+    if not all(_is_int(d) and d >= 0 for d in dims):
+        raise ValueError(f"{name} must contain non-negative ints, got {shape!r}")
+    return tuple(int(d) for d in dims)
+
+
+def check_dtypes(x_dtype, weight_dtype, bias_dtype=None) -> np.dtype:
+    """The common dtype of x, weight (and bias); TypeError names both when they differ."""
+    x_dtype = np.dtype(x_dtype)
+    weight_dtype = np.dtype(weight_dtype)
+    if x_dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"x has dtype {x_dtype}; numbaconv supports float32 and float64")
+    if weight_dtype != x_dtype:
+        raise TypeError(f"x and weight must have the same dtype, got x {x_dtype} and weight {weight_dtype}")
+    if bias_dtype is not None and np.dtype(bias_dtype) != x_dtype:
+        raise TypeError(f"bias must have the dtype of x, got x {x_dtype} and bias {np.dtype(bias_dtype)}")
+    return x_dtype
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """A validated convolution problem in NCHW terms (whatever the caller's layout)."""
+
+    batch: int
+    in_channels: int
+    in_height: int
+    in_width: int
+    out_channels: int
+    kernel_height: int
+    kernel_width: int
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    padding: tuple[int, int, int, int]  # top, bottom, left, right
+    groups: int
+    dtype: np.dtype
+    has_bias: bool = False
+    batched: bool = True
+    layout: str = "NCHW"
+    padding_mode: str = "zeros"
+    activation: str | None = None
+
+    # ---- derived shape arithmetic -------------------------------------------------
+    @property
+    def out_height(self) -> int:
+        top, bottom, _, _ = self.padding
+        span = self.dilation[0] * (self.kernel_height - 1) + 1
+        return (self.in_height + top + bottom - span) // self.stride[0] + 1
+
+    @property
+    def out_width(self) -> int:
+        _, _, left, right = self.padding
+        span = self.dilation[1] * (self.kernel_width - 1) + 1
+        return (self.in_width + left + right - span) // self.stride[1] + 1
+
+    @property
+    def in_channels_per_group(self) -> int:
+        return self.in_channels // self.groups
+
+    @property
+    def out_channels_per_group(self) -> int:
+        return self.out_channels // self.groups
+
+    @property
+    def reduction_length(self) -> int:
+        """Multiply-adds summed into one output element: C_in/groups * kH * kW."""
+        return self.in_channels_per_group * self.kernel_height * self.kernel_width
+
+    @property
+    def is_pointwise(self) -> bool:
+        return self.kernel_height == 1 and self.kernel_width == 1 and self.groups == 1
+
+    @property
+    def is_depthwise(self) -> bool:
+        return self.groups == self.in_channels and self.in_channels_per_group == 1 and self.in_channels > 0
+
+    @property
+    def channel_multiplier(self) -> int:
+        """C_out / C_in for a depthwise convolution."""
+        return self.out_channels // self.in_channels if self.in_channels else 0
+
+    @property
+    def family(self) -> str:
+        """``pointwise`` (1x1, groups=1), ``depthwise`` (groups = C_in) or ``grouped`` (the rest)."""
+        if self.is_pointwise:
+            return "pointwise"
+        if self.is_depthwise:
+            return "depthwise"
+        return "grouped"
+
+    @property
+    def has_padding(self) -> bool:
+        return any(self.padding)
+
+    @property
+    def activation_code(self) -> int:
+        return ACTIVATION_CODES[self.activation]
+
+    @property
+    def nchw_out_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.out_channels, self.out_height, self.out_width)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """The result's shape in the caller's layout (unbatched when the input was)."""
+        n, c, h, w = self.nchw_out_shape
+        shape = (n, c, h, w) if self.layout == "NCHW" else (n, h, w, c)
+        return shape if self.batched else shape[1:]
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int, int]:
+        return (self.out_channels, self.in_channels_per_group, self.kernel_height, self.kernel_width)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["dtype"] = str(self.dtype)
+        d.update(out_shape=self.out_shape, family=self.family)
+        return d
+
+    # ---- construction ------------------------------------------------------------------
+    @classmethod
+    def from_shapes(
+        cls,
+        x_shape,
+        weight_shape,
+        bias_shape=None,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        *,
+        dtype=np.float32,
+        padding_mode="zeros",
+        activation=None,
+        layout="NCHW",
+    ) -> "ConvSpec":
+        """Validate everything that can be checked from shapes and options alone."""
+        dtype = np.dtype(dtype)
+        if dtype not in SUPPORTED_DTYPES:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        if not isinstance(layout, str) or layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        if activation is not None and (not isinstance(activation, str) or activation not in ACTIVATIONS):
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+
+        x_shape = _shape_tuple(x_shape, "x.shape")
+        weight_shape = _shape_tuple(weight_shape, "weight.shape")
+        dims = "(N, H, W, C) or (H, W, C)" if layout == "NHWC" else "(N, C, H, W) or (C, H, W)"
+        if len(x_shape) not in (3, 4):
+            raise ValueError(f"x must be 4-D {dims}, got {len(x_shape)}-D shape {x_shape}")
+        batched = len(x_shape) == 4
+        full = x_shape if batched else (1,) + x_shape
+        if layout == "NHWC":
+            batch, height, width, in_channels = full
+        else:
+            batch, in_channels, height, width = full
+        if not batched:
+            batch = 1
+        if len(weight_shape) != 4:
+            raise ValueError(
+                f"weight must be 4-D (C_out, C_in/groups, kH, kW), got {len(weight_shape)}-D shape {weight_shape}"
+            )
+        out_channels, weight_in_channels, kernel_height, kernel_width = weight_shape
+        if kernel_height < 1 or kernel_width < 1:
+            raise ValueError(f"weight must have a kernel of at least 1x1, got weight.shape {weight_shape}")
+
+        if not _is_int(groups):
+            raise TypeError(f"groups must be an int, got {type(groups).__name__} {groups!r}")
+        groups = int(groups)
+        if groups < 1:
+            raise ValueError(f"groups must be >= 1, got {groups}")
+        if in_channels % groups:
+            raise ValueError(f"in_channels ({in_channels}) must be divisible by groups ({groups})")
+        if out_channels % groups:
+            raise ValueError(f"out_channels (weight.shape[0] = {out_channels}) must be divisible by groups ({groups})")
+        if weight_in_channels * groups != in_channels:
+            raise ValueError(
+                f"weight.shape[1] ({weight_in_channels}) x groups ({groups}) must equal the input's channels "
+                f"({in_channels}); x.shape {x_shape}, weight.shape {weight_shape}"
+            )
+        if bias_shape is not None:
+            bias_shape = _shape_tuple(bias_shape, "bias.shape")
+            if bias_shape != (out_channels,):
+                raise ValueError(f"bias must have shape ({out_channels},) (C_out), got {bias_shape}")
+
+        stride = _positive_pair(stride, "stride")
+        dilation = _positive_pair(dilation, "dilation")
+        pads = _resolve_padding(padding, stride, dilation, (kernel_height, kernel_width))
+
+        pad_h, pad_w = max(pads[:2]), max(pads[2:])
+        if padding_mode == "reflect" and ((pad_h and pad_h >= height) or (pad_w and pad_w >= width)):
+            raise ValueError(
+                f"padding_mode='reflect' needs padding smaller than the input: padding {pads} "
+                f"(top, bottom, left, right) for an input of {height}x{width}"
+            )
+        if padding_mode == "circular" and (pad_h > height or pad_w > width):
+            raise ValueError(
+                f"padding_mode='circular' needs padding no larger than the input: padding {pads} "
+                f"(top, bottom, left, right) for an input of {height}x{width}"
+            )
+        if padding_mode == "replicate" and any(pads) and (height == 0 or width == 0):
+            raise ValueError(f"padding_mode='replicate' needs a non-empty input, got {height}x{width}")
+
+        padded_h = height + pads[0] + pads[1]
+        padded_w = width + pads[2] + pads[3]
+        span_h = dilation[0] * (kernel_height - 1) + 1
+        span_w = dilation[1] * (kernel_width - 1) + 1
+        if span_h > padded_h or span_w > padded_w:
+            raise ValueError(
+                f"the kernel ({kernel_height}x{kernel_width} with dilation {dilation}, spanning {span_h}x{span_w}) "
+                f"is larger than the padded input ({padded_h}x{padded_w}: {height}x{width} plus padding {pads})"
+            )
+        return cls(
+            batch=batch,
+            in_channels=in_channels,
+            in_height=height,
+            in_width=width,
+            out_channels=out_channels,
+            kernel_height=kernel_height,
+            kernel_width=kernel_width,
+            stride=stride,
+            dilation=dilation,
+            padding=pads,
+            groups=groups,
+            dtype=dtype,
+            has_bias=bias_shape is not None,
+            batched=batched,
+            layout=layout,
+            padding_mode=padding_mode,
+            activation=activation,
+        )
+
+
+def _resolve_padding(padding, stride, dilation, kernel) -> tuple[int, int, int, int]:
+    """int / pair / 'valid' / 'same' -> (top, bottom, left, right)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"padding='same' is only supported with stride 1, got stride {stride}")
+            pads = []
+            for d, k in zip(dilation, kernel):
+                total = d * (k - 1)
+                pads += [total // 2, total - total // 2]
+            return tuple(pads)
+        raise ValueError(f"padding must be an int, a pair of ints, 'same' or 'valid', got {padding!r}")
+    ph, pw = normalize_pair(padding, "padding")
+    if ph < 0 or pw < 0:
+        raise ValueError(f"padding must be >= 0, got {padding!r}")
+    return (ph, ph, pw, pw)
