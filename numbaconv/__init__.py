@@ -6,10 +6,18 @@
 (1, 8, 5, 5)
 """
 
-from . import cost, reference
-from .api import conv2d, depthwise_conv2d, grouped_conv2d, pointwise_conv2d
-from .dispatch import Plan, algorithms, plan
-from .spec import ConvSpec
+import os
+
+# Numba's OpenMP workers spin for ~300k iterations (about 8 ms here) after each parallel
+# region, holding the cores that the next NumPy/BLAS call needs: a BLAS product followed
+# by one of our kernels then costs ~8 ms extra.  A short spin keeps back-to-back kernels
+# fast and frees the cores at once.  Only a default: a value the user set wins.
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+
+from . import cost, reference  # noqa: E402
+from .api import conv2d, depthwise_conv2d, grouped_conv2d, pointwise_conv2d  # noqa: E402
+from .dispatch import Plan, algorithms, plan  # noqa: E402
+from .spec import ConvSpec  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -56,7 +56,8 @@ def _needs_depthwise(spec):
 
 def _run_grouped(spec, x, weight, bias, out):
     cpu_grouped.grouped_conv_nchw(
-        arrays.pad_input(x, spec), cpu_grouped.pack_weights(weight, spec.groups), bias, out,
+        cpu_grouped.split_phases(arrays.pad_input(x, spec), spec.stride[1]),
+        cpu_grouped.pack_weights(weight, spec.groups), bias, out,
         spec.groups, spec.kernel_height, spec.kernel_width, *spec.stride, *spec.dilation, spec.activation_code,
     )
 

@@ -68,7 +68,9 @@ def check_dtypes(x_dtype, weight_dtype, bias_dtype=None) -> np.dtype:
     x_dtype = np.dtype(x_dtype)
     weight_dtype = np.dtype(weight_dtype)
     if x_dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"x has dtype {x_dtype}; numbaconv supports float32 and float64")
+        raise TypeError(
+            f"x and weight must be float32 or float64 arrays of one dtype, got x {x_dtype} and weight {weight_dtype}"
+        )
     if weight_dtype != x_dtype:
         raise TypeError(f"x and weight must have the same dtype, got x {x_dtype} and weight {weight_dtype}")
     if bias_dtype is not None and np.dtype(bias_dtype) != x_dtype:

@@ -33,7 +33,7 @@ def run_explicit(spec: ConvSpec, x, weight, bias, out):
     operand = gemm_operand(x, spec)
     pixels = operand.shape[2]
     grouped_conv_nchw(
-        operand.reshape(spec.batch, spec.in_channels, 1, pixels),
+        operand.reshape(spec.batch, spec.in_channels, 1, 1, pixels),
         pack_weights(weight, 1),
         bias,
         out.reshape(spec.batch, spec.out_channels, 1, pixels),
