@@ -1,0 +1,98 @@
+"""Shared fixtures and THE tolerance of the test suite.
+
+Tolerance (documented once, used by every comparison):
+
+    |got - exact| <= 2 * (K + 2) * eps(dtype) * (|w| (*) |x| + |bias|)     elementwise
+
+where ``exact`` is the NumPy reference evaluated in float64, ``K = C_in/groups * kH * kW``
+is the length of each output's sum, ``(*)`` is the same convolution applied to absolute
+values, and eps is the unit roundoff of the dtype being tested.  ``(K + 2) * eps * |w||x|``
+is the classic worst-case forward-error bound of a K-term dot product plus the bias add
+(Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., section 3.1), which
+holds for any summation order, FMA or not; the factor 2 covers the fused activation,
+whose slope is at most 1.5 (hardswish).  Any indexing mistake (wrong tap, wrong
+channel, wrong padding) gives errors of the order of the values themselves, far above
+this bound, so the comparison keeps its power to fail.  NaN and +-Inf must match exactly.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+from numbaconv import reference
+
+settings.register_profile(
+    "default", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+settings.register_profile("thorough", deadline=None, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+DTYPES = [np.float32, np.float64]
+
+
+def reference_float64(x, weight, bias=None, **kwargs):
+    """The oracle's exact-as-possible answer: every input promoted to float64."""
+    def up(a):
+        return None if a is None else np.asarray(a, dtype=np.float64)
+    kwargs.pop("out", None)
+    kwargs.pop("algorithm", None)
+    return reference.conv2d(up(x), up(weight), up(bias), **kwargs)
+
+
+def tolerance(x, weight, bias=None, dtype=np.float32, **kwargs):
+    """The elementwise error bound above, in the result's shape."""
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("activation", "out", "algorithm")}
+    magnitude = reference_float64(np.abs(np.nan_to_num(x, posinf=0, neginf=0)), np.abs(weight),
+                                  None if bias is None else np.abs(bias), **kwargs)
+    weight = np.asarray(weight)
+    reduction = weight.shape[1] * weight.shape[2] * weight.shape[3]
+    eps = np.finfo(dtype).eps / 2
+    return 2 * (reduction + 2) * eps * magnitude + np.finfo(dtype).tiny
+
+
+def assert_matches_reference(got, x, weight, bias=None, **kwargs):
+    """``got`` equals the float64 reference within :func:`tolerance`; NaN/Inf where it has them."""
+    expected = reference_float64(x, weight, bias, **kwargs)
+    assert got.shape == expected.shape, f"shape {got.shape} != reference {expected.shape}"
+    assert got.dtype == np.asarray(x).dtype, f"dtype {got.dtype} != input dtype {np.asarray(x).dtype}"
+    got64 = got.astype(np.float64)
+    special = ~np.isfinite(expected)
+    assert np.array_equal(np.isnan(got64), np.isnan(expected)), "NaN positions differ from the reference"
+    assert np.array_equal(got64[special & ~np.isnan(expected)], expected[special & ~np.isnan(expected)]), \
+        "Inf values differ from the reference"
+    bound = tolerance(x, weight, bias, dtype=got.dtype, **kwargs)
+    finite = ~special
+    error = np.abs(got64[finite] - expected[finite])
+    excess = error - bound[finite]
+    assert excess.size == 0 or excess.max() <= 0, (
+        f"max error {error.max():.3e} exceeds the documented bound (worst margin {excess.max():.3e})"
+    )
+
+
+def with_memory_layout(array: np.ndarray, layout: str) -> np.ndarray:
+    """The same values as ``array`` held with the given memory layout (never C-contiguous but for 'C')."""
+    if layout == "C":
+        return np.ascontiguousarray(array)
+    if layout == "F":
+        return np.asfortranarray(array)
+    if layout == "transposed":  # a channels-last buffer seen through an NCHW view
+        return np.moveaxis(np.ascontiguousarray(np.moveaxis(array, -3, -1)), -1, -3)
+    if layout == "reversed":  # negative strides
+        return np.ascontiguousarray(array[..., ::-1, ::-1])[..., ::-1, ::-1]
+    if layout == "strided":  # every other element of a larger buffer
+        big = np.zeros(array.shape[:-1] + (2 * array.shape[-1],), dtype=array.dtype)
+        big[..., ::2] = array
+        return big[..., ::2]
+    raise ValueError(layout)
+
+
+MEMORY_LAYOUTS = ["C", "F", "transposed", "reversed", "strided"]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261125)

@@ -1,0 +1,67 @@
+"""The dispatcher's choices, forcing a kernel, algorithms() and plan()."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import numbaconv
+from numbaconv import workloads
+
+
+@pytest.mark.parametrize("x_shape, weight_shape, groups, kernel, family", [
+    ((1, 32, 56, 56), (64, 32, 1, 1), 1, "pointwise_blas", "pointwise"),
+    ((1, 32, 56, 56), (32, 1, 3, 3), 32, "depthwise", "depthwise"),
+    ((1, 32, 56, 56), (64, 1, 5, 5), 32, "depthwise", "depthwise"),  # channel multiplier 2
+    ((1, 128, 56, 56), (128, 4, 3, 3), 32, "grouped", "grouped"),
+    ((1, 240, 28, 28), (240, 80, 1, 1), 3, "grouped", "grouped"),  # ShuffleNet grouped 1x1
+    ((1, 3, 224, 224), (32, 3, 3, 3), 1, "grouped", "grouped"),  # dense stem
+    ((1, 1, 8, 8), (1, 1, 1, 1), 1, "pointwise_blas", "pointwise"),  # 1x1 with groups = C_in = 1: pointwise first
+])
+def test_auto_choice(x_shape, weight_shape, groups, kernel, family):
+    plan = numbaconv.plan(x_shape, weight_shape, groups=groups, padding="same")
+    assert (plan.kernel, plan.family) == (kernel, family)
+    assert plan.reason and "forced" not in plan.reason
+
+
+def test_every_workload_layer_gets_its_family_kernel():
+    expected = {"pointwise": "pointwise_blas", "depthwise": "depthwise", "grouped": "grouped"}
+    for layer in workloads.suite("all"):
+        spec = layer.spec()
+        plan = numbaconv.plan((1, layer.in_channels, layer.size, layer.size), spec.weight_shape, True,
+                              layer.stride, layer.padding, 1, layer.groups)
+        assert plan.kernel == expected[spec.family], layer.key
+        assert plan.out_shape == spec.out_shape
+
+
+def test_forcing_a_kernel_and_its_refusal():
+    plan = numbaconv.plan((1, 16, 8, 8), (16, 16, 1, 1), algorithm="grouped")
+    assert plan.kernel == "grouped" and "forced" in plan.reason
+    with pytest.raises(ValueError, match="algorithm='pointwise' cannot serve this convolution: it needs a 1x1 kernel"):
+        numbaconv.plan((1, 16, 8, 8), (16, 16, 3, 3), algorithm="pointwise")
+
+
+def test_algorithms_lists_every_kernel_with_its_scope():
+    names = {a.name: a for a in numbaconv.algorithms()}
+    assert {"pointwise", "pointwise_blas", "depthwise", "grouped", "reference"} <= set(names)
+    assert names["depthwise"].family == "depthwise" and names["depthwise"].device == "cpu"
+    assert all(a.description for a in names.values())
+
+
+def test_forced_reference_algorithm_runs_the_oracle():
+    rng = np.random.default_rng(0)
+    x, weight = rng.standard_normal((1, 4, 6, 6)), rng.standard_normal((4, 2, 3, 3))
+    np.testing.assert_array_equal(numbaconv.conv2d(x, weight, groups=2, algorithm="reference"),
+                                  numbaconv.reference.conv2d(x, weight, groups=2))
+
+
+def test_plan_reports_the_cost_model():
+    # MobileNetV2 expand 1x1: 16 -> 96 at 112x112
+    plan = numbaconv.plan((1, 16, 112, 112), (96, 16, 1, 1), bias=True)
+    assert plan.params == 96 * 16 + 96
+    assert plan.flops == 2 * 96 * 16 * 112 * 112
+    assert plan.bytes == 4 * (16 * 112 * 112 + plan.params + 96 * 112 * 112)
+    assert plan.arithmetic_intensity == pytest.approx(plan.flops / plan.bytes)
+    assert plan.out_shape == (1, 96, 112, 112)
+    nhwc = numbaconv.plan((112, 112, 16), (96, 16, 1, 1), layout="NHWC", dtype=np.float64)
+    assert nhwc.out_shape == (112, 112, 96) and nhwc.bytes == 8 * (16 * 112 * 112 + 96 * 16 + 96 * 112 * 112)
