@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import arrays, dispatch
-from .spec import DEVICES, ConvSpec, check_dtypes
+from .spec import DEVICES
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -45,21 +45,13 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
             "the CUDA kernels are not part of this version of numbaconv"
             + (f" ({', '.join(on_gpu)} {'is a CUDA array' if len(on_gpu) == 1 else 'are CUDA arrays'})" if on_gpu else "")
         )
-    x = arrays.as_host_array(x, "x")
-    weight = arrays.as_host_array(weight, "weight")
-    bias = None if bias is None else arrays.as_host_array(bias, "bias")
-    dtype = check_dtypes(x.dtype, weight.dtype, None if bias is None else bias.dtype)
-    spec = ConvSpec.from_shapes(
-        x.shape, weight.shape, None if bias is None else bias.shape, stride, padding, dilation, groups,
-        dtype=dtype, padding_mode=padding_mode, activation=activation, layout=layout,
-    )
-    if out is not None:
-        arrays.check_out(out, spec, {"x": x, "weight": weight, "bias": bias})
+    x, weight, bias, spec = arrays.accept(x, weight, bias, stride, padding, dilation, groups, padding_mode=padding_mode,
+                                          activation=activation, layout=layout, out=out)
     chosen, _ = dispatch.select(spec, algorithm)
 
     result = arrays.kernel_output(out, spec)
     if result.size:
-        bias_values = np.zeros(spec.out_channels, dtype) if bias is None else np.ascontiguousarray(bias)
+        bias_values = np.zeros(spec.out_channels, spec.dtype) if bias is None else np.ascontiguousarray(bias)
         chosen.run(spec, arrays.to_nchw(x, spec), weight, bias_values, result)
     return arrays.finish(result, spec, out)
 

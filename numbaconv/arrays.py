@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import ConvSpec
+from .spec import ConvSpec, check_dtypes
 
 # numpy.pad's name for each torch padding mode.
 NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -33,6 +33,22 @@ def as_host_array(value, name: str) -> np.ndarray:
     if array.dtype == object:
         raise TypeError(f"{name} must be a float32 or float64 array, got {type(value).__name__} of objects")
     return array
+
+
+def accept(x, weight, bias, stride, padding, dilation, groups, *, padding_mode, activation, layout, out):
+    """Every check of a conv2d call, in one place: the arrays (as NumPy views), their dtypes, the
+    ConvSpec and ``out``.  Returns ``(x, weight, bias, spec)``; raises before any kernel runs."""
+    x = as_host_array(x, "x")
+    weight = as_host_array(weight, "weight")
+    bias = None if bias is None else as_host_array(bias, "bias")
+    dtype = check_dtypes(x.dtype, weight.dtype, None if bias is None else bias.dtype)
+    spec = ConvSpec.from_shapes(
+        x.shape, weight.shape, None if bias is None else bias.shape, stride, padding, dilation, groups,
+        dtype=dtype, padding_mode=padding_mode, activation=activation, layout=layout,
+    )
+    if out is not None:
+        check_out(out, spec, {"x": x, "weight": weight, "bias": bias})
+    return x, weight, bias, spec
 
 
 def to_nchw(x: np.ndarray, spec: ConvSpec) -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import arrays
-from .spec import ConvSpec, check_dtypes
+from .spec import ConvSpec
 
 
 def relu(v):
@@ -73,15 +73,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         raise ValueError(f"reference.conv2d runs on the CPU only, got device={device!r}")
     if algorithm not in ("auto", "reference"):
         raise ValueError(f"reference.conv2d has the single algorithm 'reference', got algorithm={algorithm!r}")
-    x = arrays.as_host_array(x, "x")
-    weight = arrays.as_host_array(weight, "weight")
-    bias = None if bias is None else arrays.as_host_array(bias, "bias")
-    dtype = check_dtypes(x.dtype, weight.dtype, None if bias is None else bias.dtype)
-    spec = ConvSpec.from_shapes(
-        x.shape, weight.shape, None if bias is None else bias.shape, stride, padding, dilation, groups,
-        dtype=dtype, padding_mode=padding_mode, activation=activation, layout=layout,
-    )
-    if out is not None:
-        arrays.check_out(out, spec, {"x": x, "weight": weight, "bias": bias})
-    result = conv2d_nchw(spec, arrays.to_nchw(x, spec), weight, bias).astype(dtype)
+    x, weight, bias, spec = arrays.accept(x, weight, bias, stride, padding, dilation, groups, padding_mode=padding_mode,
+                                          activation=activation, layout=layout, out=out)
+    result = conv2d_nchw(spec, arrays.to_nchw(x, spec), weight, bias).astype(spec.dtype)
     return arrays.finish(result, spec, out)
