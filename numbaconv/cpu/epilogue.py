@@ -8,7 +8,7 @@ as in torch.
 import numpy as np
 from numba import njit, prange
 
-from ..config import FASTMATH
+from ..config import FASTMATH, PARALLEL_MIN_ELEMENTS
 
 
 @njit(inline="always", fastmath=FASTMATH, cache=True)
@@ -32,11 +32,10 @@ def activate(value, code):
     return value * gate / 6
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def bias_activation_inplace(out, bias, code):
-    """out[n, c, :, :] = activate(out + bias[c]) over a C-contiguous (N, C, P) array.
+def _bias_activation(out, bias, code):
+    """out[n, c, :] = activate(out + bias[c]) over a C-contiguous (N, C, P) array, in place.
 
-    Used after a BLAS product, which cannot fuse the epilogue; parallel over (n, c) rows.
+    Used after a BLAS product, which cannot fuse the epilogue; (n, c) rows are independent.
     """
     n_images, n_channels, n_pixels = out.shape
     for task in prange(n_images * n_channels):
@@ -45,3 +44,16 @@ def bias_activation_inplace(out, bias, code):
         b = bias[c]
         for p in range(n_pixels):
             out[n, c, p] = activate(out[n, c, p] + b, code)
+
+
+# One source, two compilations: waking the thread pool costs tens of microseconds, more than
+# the whole pass over a small output, so small outputs take the serial one.
+_bias_activation_parallel = njit(parallel=True, fastmath=FASTMATH, cache=True)(_bias_activation)
+_bias_activation_serial = njit(fastmath=FASTMATH, cache=True)(_bias_activation)
+
+
+def bias_activation_inplace(out, bias, code):
+    if out.size >= PARALLEL_MIN_ELEMENTS:
+        _bias_activation_parallel(out, bias, code)
+    else:
+        _bias_activation_serial(out, bias, code)
