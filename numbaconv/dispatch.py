@@ -55,10 +55,12 @@ def _needs_depthwise(spec):
 
 
 def _run_grouped(spec, x, weight, bias, out):
+    phased = cpu_grouped.split_phases(arrays.pad_input(x, spec), spec.stride[1])
+    segments = cpu_grouped.plane_segments(spec.out_height, spec.out_width, spec.stride[0],
+                                          phased.shape[3] * phased.shape[4])
     cpu_grouped.grouped_conv_nchw(
-        cpu_grouped.split_phases(arrays.pad_input(x, spec), spec.stride[1]),
-        cpu_grouped.pack_weights(weight, spec.groups), bias, out,
-        spec.groups, spec.kernel_height, spec.kernel_width, *spec.stride, *spec.dilation, spec.activation_code,
+        phased, cpu_grouped.pack_weights(weight, spec.groups), bias, out, spec.groups,
+        spec.kernel_height, spec.kernel_width, *spec.stride, *spec.dilation, *segments, spec.activation_code,
     )
 
 

@@ -239,3 +239,15 @@ def test_random_configurations(problem):
         got = numbaconv.conv2d(x_view, weight, bias, algorithm=name, **problem)
         assert_matches_reference(got, x, weight, bias, **problem)
     np.testing.assert_array_equal(x_view, x)
+
+
+def test_grouped_kernel_walks_planes_both_ways():
+    """Both ways of walking an output plane occur on real layers (and so in the tests above)."""
+    from numbaconv.cpu.grouped import plane_segments
+
+    # ResNeXt conv5 3x3 at 7x7, stride 1: one segment over the padded width (9) of 7 rows
+    assert plane_segments(7, 7, 1, 9) == (1, 6 * 9 + 7)
+    # ResNeXt conv3 first 3x3, stride 2 from 56: rows of 28 from a phase-split row of 58
+    assert plane_segments(28, 28, 2, 58) == (28, 28)
+    # stride 2 to 7x7: 7 row runs beat 13 plane runs
+    assert plane_segments(7, 7, 2, 16) == (7, 7)

@@ -11,23 +11,28 @@ i.e. element ow + (kw*d)//s of phase (kw*d) % s: consecutive output pixels read
 consecutive memory for every stride, so the kernel has one unit-stride inner loop.
 For s = 1 the prepared input is the padded input itself.
 
-Loop nest of one parallel task (image n, group g, output row oh, pixel tile, channel
-block of 4), the channel block varying fastest so consecutive tasks of a thread reuse the
-same input rows from cache:
+Output pixels are numbered by "virtual pixel" q = oh * (stride_h * row) + ow, so that every
+tap reads the input at q + a fixed offset (see plane_segments): runs of consecutive q are
+unit-stride loads even across output rows, which keeps narrow layers (7x7, 14x14) vectorized.
 
-    for each run of TILE_PIXELS output pixels in the tile:       # register tile
+Loop nest of one parallel task (image n, group g, plane segment, pixel tile, channel block
+of 4), the channel block varying fastest so consecutive tasks of a thread reuse the same
+input from cache:
+
+    for each run of TILE_PIXELS virtual pixels in the tile:      # register tile
         acc[4][TILE_PIXELS] = 0
         for ci in C_in/G:  for kh:  for kw:                        # the K reduction
             w0..w3 = packed[g, block, k, 0..3]                     # one contiguous load
             for p in TILE_PIXELS:                                  # unrolled, SIMD
-                acc[i][p] += w_i * row[ow + p]
-        out = activate(acc + bias)
+                acc[i][p] += w_i * x[q + p + offset(ci, kh, kw)]
+        out = activate(acc + bias)   for the pixels that are not in a row gap
 
 The accumulator tile stays in vector registers for the whole reduction (LLVM fully
 unrolls the constant TILE_PIXELS loop and promotes the small array), so each input vector
 feeds 4 fused multiply-adds and each output is written once.  Weights are packed
 (G, blocks, K, 4) with zero rows past C_out/G, so a partial channel block needs no
-special case; a partial pixel run uses the same code with a run-time trip count.
+special case; every pixel run is a full one (zero slack rows under each input plane keep the
+reads of a segment's last run in bounds; results past the segment are discarded).
 
 Indexing is on flat views with unsigned indices: Numba must otherwise guard every
 signed index against negative wraparound, which stops LLVM from vectorizing the loads.
@@ -57,23 +62,49 @@ def pack_weights(weight: np.ndarray, groups: int) -> np.ndarray:
 
 
 def split_phases(padded: np.ndarray, stride_w: int) -> np.ndarray:
-    """(N, C, Hp, Wp) -> (N, C, Hp, stride_w, ceil(Wp/stride_w)): each row's columns by phase."""
-    if stride_w == 1:
-        return np.ascontiguousarray(padded)[:, :, :, np.newaxis, :]
+    """(N, C, Hp, Wp) -> (N, C, Hp + slack, stride_w, ceil(Wp/stride_w)): each row's columns by phase.
+
+    The ``slack`` zero rows under every channel plane let the last register run of a segment read
+    a full TILE_PIXELS past the last valid pixel, so every run is the unrolled, vectorized one
+    (the extra results are discarded)."""
     n, c, hp, wp = padded.shape
     width = -(-wp // stride_w)
-    phased = np.zeros((n, c, hp, stride_w, width), dtype=padded.dtype)
+    slack = -(-TILE_PIXELS // (stride_w * width))
+    phased = np.zeros((n, c, hp + slack, stride_w, width), dtype=padded.dtype)
     for phase in range(stride_w):
         columns = padded[:, :, :, phase::stride_w]
-        phased[:, :, :, phase, : columns.shape[3]] = columns
+        phased[:, :, :hp, phase, : columns.shape[3]] = columns
     return phased
+
+
+def plane_segments(out_height: int, out_width: int, stride_h: int, row_size: int) -> tuple[int, int]:
+    """How the kernel walks the output plane: ``(segments, segment_length)`` in virtual pixels.
+
+    Output pixel (oh, ow) is virtual pixel q = oh * V + ow with V = stride_h * row_size, and tap
+    (kh, kw) reads the input at q + offset(kh, kw): a run of consecutive q reads consecutive memory,
+    even across output rows.  Virtual pixels with ow >= W_out (the gap between rows) are computed
+    and discarded; their reads stay inside the channel plane.  The plane is walked as one segment
+    or as one segment per output row, whichever needs fewer register runs: one segment wins for
+    stride_h = 1 (the gap is only (kW - 1)*dW, and no row ends in a partly used run); per-row
+    segments win for strided layers, whose gap is most of V.
+    """
+    virtual_width = stride_h * row_size
+    plane_length = (out_height - 1) * virtual_width + out_width
+    plane_runs = -(-plane_length // TILE_PIXELS)
+    row_runs = out_height * -(-out_width // TILE_PIXELS)
+    if plane_runs <= row_runs:
+        return 1, plane_length
+    return out_height, out_width
 
 
 @njit(inline="always", fastmath=FASTMATH, cache=True)
 def _accumulate_run(acc, x, packed, x_first, packed_first, channel_size, row_size, phase_size,
-                    in_per_group, kernel_height, kernel_width, stride_w, dilation_h, dilation_w, count):
-    # acc[i, p] += sum over (ci, kh, kw) of packed[.., k, i] * x[.., ow + p + column offset of kw]
-    # x_first: flat index of (n, first channel of the group, oh*sh, phase 0, ow)
+                    in_per_group, kernel_height, kernel_width, stride_w, dilation_h, dilation_w):
+    # acc[i, p] = sum over (ci, kh, kw) of packed[.., k, i] * x[x_first + p + offset of (ci, kh, kw)]
+    # x_first: flat index of virtual pixel q0 in the first input channel of the group
+    for i in range(TILE_CO):
+        for p in range(TILE_PIXELS):
+            acc[i, p] = 0
     k = packed_first
     for ci in range(in_per_group):
         for kh in range(kernel_height):
@@ -85,7 +116,7 @@ def _accumulate_run(acc, x, packed, x_first, packed_first, channel_size, row_siz
                 w1 = packed[_U(k + 1)]
                 w2 = packed[_U(k + 2)]
                 w3 = packed[_U(k + 3)]
-                for p in range(count):
+                for p in range(TILE_PIXELS):  # constant trip count: unrolled, one SIMD vector
                     value = x[src + _U(p)]
                     acc[0, p] += w0 * value
                     acc[1, p] += w1 * value
@@ -96,53 +127,56 @@ def _accumulate_run(acc, x, packed, x_first, packed_first, channel_size, row_siz
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def grouped_conv_nchw(x, packed, bias, out, groups, kernel_height, kernel_width,
-                      stride_h, stride_w, dilation_h, dilation_w, act):
+                      stride_h, stride_w, dilation_h, dilation_w, segments, segment_length, act):
     """out = activate(conv(x, W) + bias).
 
-    x: the padded input split by phases, C-contiguous (N, C_in, Hp, stride_w, Wq);
-    packed: pack_weights(W); out: C-contiguous (N, C_out, H_out, W_out).
+    x: split_phases(padded input), C-contiguous (N, C_in, Hp + slack, stride_w, Wq);
+    packed: pack_weights(W); out: C-contiguous (N, C_out, H_out, W_out);
+    segments, segment_length: plane_segments(H_out, W_out, stride_h, stride_w * Wq).
     """
-    n_images, in_channels, padded_height, _, phase_size = x.shape
+    n_images, in_channels, plane_rows, _, phase_size = x.shape
     in_per_group = in_channels // groups
     out_channels, out_height, out_width = out.shape[1], out.shape[2], out.shape[3]
     out_per_group = out_channels // groups
     blocks, reduction = packed.shape[1], packed.shape[2]
     row_size = stride_w * phase_size
-    channel_size = padded_height * row_size
+    channel_size = plane_rows * row_size
+    virtual_width = stride_h * row_size
+    plane_size = out_height * out_width
     x_flat = x.reshape(-1)
     packed_flat = packed.reshape(-1)
     out_flat = out.reshape(-1)
-    pixel_tiles = (out_width + TASK_PIXELS - 1) // TASK_PIXELS
-    for task in prange(n_images * groups * out_height * pixel_tiles * blocks):
+    tiles = (segment_length + TASK_PIXELS - 1) // TASK_PIXELS
+    for task in prange(n_images * groups * segments * tiles * blocks):
         block = task % blocks
         rest = task // blocks
-        tile = rest % pixel_tiles
-        rest //= pixel_tiles
-        oh = rest % out_height
-        rest //= out_height
+        tile = rest % tiles
+        rest //= tiles
+        segment = rest % segments
+        rest //= segments
         g = rest % groups
         n = rest // groups
         co_first = g * out_per_group + block * TILE_CO
         rows = min(TILE_CO, out_per_group - block * TILE_CO)
         packed_first = (g * blocks + block) * reduction * TILE_CO
-        ow = tile * TASK_PIXELS
-        ow_end = min(out_width, ow + TASK_PIXELS)
+        channel_first = (n * in_channels + g * in_per_group) * channel_size
+        out_first = (n * out_channels + co_first) * plane_size
+        q = segment * virtual_width + tile * TASK_PIXELS
+        q_end = segment * virtual_width + min(segment_length, (tile + 1) * TASK_PIXELS)
         acc = np.empty((TILE_CO, TILE_PIXELS), dtype=out.dtype)
-        while ow < ow_end:
-            count = min(TILE_PIXELS, ow_end - ow)
-            acc[:] = 0
-            x_first = ((n * in_channels + g * in_per_group) * padded_height + oh * stride_h) * row_size + ow
-            if count == TILE_PIXELS:  # constant trip count: unrolled and vectorized
-                _accumulate_run(acc, x_flat, packed_flat, x_first, packed_first, channel_size, row_size,
-                                phase_size, in_per_group, kernel_height, kernel_width, stride_w,
-                                dilation_h, dilation_w, TILE_PIXELS)
-            else:
-                _accumulate_run(acc, x_flat, packed_flat, x_first, packed_first, channel_size, row_size,
-                                phase_size, in_per_group, kernel_height, kernel_width, stride_w,
-                                dilation_h, dilation_w, count)
-            for i in range(rows):
-                b = bias[co_first + i]
-                o = ((n * out_channels + co_first + i) * out_height + oh) * out_width + ow
-                for p in range(count):
-                    out_flat[_U(o + p)] = activate(acc[i, p] + b, act)
-            ow += count
+        while q < q_end:
+            _accumulate_run(acc, x_flat, packed_flat, channel_first + q, packed_first, channel_size, row_size,
+                            phase_size, in_per_group, kernel_height, kernel_width, stride_w,
+                            dilation_h, dilation_w)
+            oh = q // virtual_width  # one division per run; the pixels step (oh, ow) along
+            ow = q - oh * virtual_width
+            for p in range(min(TILE_PIXELS, q_end - q)):
+                if ow < out_width:  # not a gap pixel
+                    pixel = oh * out_width + ow
+                    for i in range(rows):
+                        out_flat[_U(out_first + i * plane_size + pixel)] = activate(acc[i, p] + bias[co_first + i], act)
+                ow += 1
+                if ow == virtual_width:
+                    ow = 0
+                    oh += 1
+            q += TILE_PIXELS

@@ -17,7 +17,7 @@ import numpy as np
 from ..arrays import pad_input
 from ..spec import ConvSpec
 from .epilogue import bias_activation_inplace
-from .grouped import grouped_conv_nchw, pack_weights
+from .grouped import grouped_conv_nchw, pack_weights, split_phases
 
 
 def gemm_operand(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
@@ -33,11 +33,11 @@ def run_explicit(spec: ConvSpec, x, weight, bias, out):
     operand = gemm_operand(x, spec)
     pixels = operand.shape[2]
     grouped_conv_nchw(
-        operand.reshape(spec.batch, spec.in_channels, 1, 1, pixels),
+        split_phases(operand.reshape(spec.batch, spec.in_channels, 1, pixels), 1),
         pack_weights(weight, 1),
         bias,
         out.reshape(spec.batch, spec.out_channels, 1, pixels),
-        1, 1, 1, 1, 1, 1, 1, spec.activation_code,
+        1, 1, 1, 1, 1, 1, 1, 1, pixels, spec.activation_code,
     )
 
 
