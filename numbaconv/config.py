@@ -16,11 +16,10 @@ FASTMATH = {"contract"}
 # (C_in/groups x kH x kW).  16 float32 = one AVX-512 vector per channel.
 TILE_PIXELS = 16
 
-# Output-row tile of one parallel task of that kernel.  Tasks are
-# (image, group, output row, pixel tile, channel block) with the channel block
-# varying fastest, so consecutive tasks of one thread reuse the same input tile
-# from cache.  256 float32 pixels x C_in keeps the input tile in L2 for the
-# channel counts of real networks.
+# Pixels of one parallel task of that kernel.  Tasks are (image, group, plane
+# segment, pixel tile, channel block) with the channel block varying fastest, so
+# consecutive tasks of one thread reuse the same input tile from cache.  256
+# float32 pixels x C_in/G keeps the input tile in L2 for real networks' channels.
 TASK_PIXELS = 256
 
 # Elementwise passes over fewer elements than this run serially: waking Numba's thread pool
