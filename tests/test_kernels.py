@@ -178,7 +178,7 @@ def test_large_real_layers_match(rng):
     """A few real-network shapes at full size (tails of the 16-pixel runs, many channel blocks)."""
     from numbaconv import workloads
 
-    for key in ["mobilenet_v2/b4_dw_x4", "resnext50_32x4d/conv5_grouped", "mobilenet_v2/b6_project"]:
+    for key in ["mobilenet_v2/b4_dw_x4", "resnext50_32x4d/conv5_grouped_x2", "mobilenet_v2/b6_project"]:
         layer = workloads.layer(key)
         spec = layer.spec()
         x, weight, bias = random_problem(rng, 1, layer.in_channels, layer.out_channels, layer.groups,
