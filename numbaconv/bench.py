@@ -1,28 +1,33 @@
-"""Side-by-side timing of numbaconv against the NumPy reference and the peers that are installed.
+"""Side-by-side timing of numbaconv against the NumPy reference, the peers that are installed
+and this machine's roofline.
 
 Every contender of a layer is timed in the same run, one block after the other: a warm-up
 call, then ``repeat`` timed calls, of which the median is kept (this machine is shared and
 noisy: only ratios measured together mean much).  numbaconv's first call of each kernel in
-the process (the JIT compile, or the load from Numba's on-disk cache) is reported apart.
+the process (the JIT compile, or the load from Numba's on-disk cache) is reported apart from
+the steady state.
 
 Contenders: numbaconv (``algorithm='auto'``), the reference, PyTorch CPU when installed
 (NCHW and channels_last, the faster kept) and, for pointwise layers, the same GEMM through
-NumPy's BLAS matmul.
+NumPy's BLAS matmul.  The roofline bound of each layer comes from :mod:`numbaconv.cost`
+with the roofs of :mod:`numbaconv.limits`, measured at the start of the run.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from . import api, cost, dispatch, reference, workloads
 
 
-def _median_seconds(fn, repeat: int) -> float:
+def median_seconds(fn, repeat: int) -> float:
     fn()  # warm-up: caches, thread pools, page faults
     times = []
     for _ in range(repeat):
@@ -32,7 +37,7 @@ def _median_seconds(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def _torch():
+def torch_or_none():
     try:
         import torch
     except ImportError:
@@ -42,74 +47,127 @@ def _torch():
 
 @dataclass
 class Row:
-    layer: str
-    kind: str  # the family
+    layer: str  # network/name, a key of workloads.layer()
+    network: str
+    kind: str  # the family: pointwise, depthwise or grouped
     shape: str
+    count: int  # how often the network runs this shape
     kernel: str
     batch: int
     dtype: str
     flops: int
-    bytes: int
-    first_call_s: float
-    time_s: float
+    bytes: int  # minimum bytes moved (cost.min_bytes)
+    intensity: float  # FLOP per byte
+    first_call_s: float  # this kernel's first call in the process (compile or cache load); NaN if loaded before
+    time_s: float  # median steady-state time
     reference_s: float
     gflops: float
     gbps: float
+    roofline_s: float  # the least time the machine's roofs allow
+    roofline_fraction: float  # roofline_s / time_s: 1 = at the roof
     speedup_vs_reference: float
     torch_s: float | None = None
     torch_layout: str | None = None
     speedup_vs_torch: float | None = None
     blas_s: float | None = None
-    fraction_of_blas: float | None = None
-    extra: dict = field(default_factory=dict)
+    fraction_of_blas: float | None = None  # BLAS time / ours on the same GEMM: 1 = as fast as BLAS
 
 
-def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat: int = 10,
-                reference_repeat: int = 3, torch_module=None, seen_kernels: set | None = None) -> Row:
+def problem(layer: workloads.Layer, batch: int, dtype):
+    """The layer's input, weight and bias (seeded), and the keyword arguments of its call."""
     spec = layer.spec(batch, dtype)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, layer.in_channels, layer.size, layer.size)).astype(dtype)
     weight = rng.standard_normal(spec.weight_shape).astype(dtype)
     bias = rng.standard_normal(spec.out_channels).astype(dtype)
-    kwargs = dict(stride=layer.stride, padding=layer.padding, groups=layer.groups)
-    chosen, _ = dispatch.select(spec)
+    return spec, x, weight, bias, dict(stride=layer.stride, padding=layer.padding, groups=layer.groups)
+
+
+def torch_call(torch, x, weight, bias, kwargs, layout):
+    """A no-grad torch call on the same data, NCHW or channels_last (the weight follows the input)."""
+    tx, tw, tb = torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias)
+    if layout == "channels_last":
+        tx, tw = tx.contiguous(memory_format=torch.channels_last), tw.contiguous(memory_format=torch.channels_last)
+
+    def call():
+        with torch.no_grad():
+            return torch.nn.functional.conv2d(tx, tw, tb, **kwargs)
+
+    return call
+
+
+def blas_call(layer: workloads.Layer, x, weight, dtype):
+    """The pointwise layer's GEMM, (C_out x C_in) @ (C_in x pixels) per image, through NumPy's matmul."""
+    operand = np.ascontiguousarray(x[:, :, :: layer.stride, :: layer.stride]).reshape(x.shape[0], layer.in_channels, -1)
+    matrix = weight.reshape(layer.out_channels, layer.in_channels)
+    product = np.empty((x.shape[0], layer.out_channels, operand.shape[2]), dtype)
+    return lambda: np.matmul(matrix, operand, out=product)
+
+
+CONTENDERS = ("numbaconv", "reference", "torch_nchw", "torch_channels_last", "blas")
+
+
+def contenders(layer: workloads.Layer, batch: int = 1, dtype="float32", torch_module=None) -> dict:
+    """The registry of comparisons, shared by ``numbaconv bench`` and the pytest-benchmark files:
+    contender name -> a no-argument call on the same seeded data.  torch appears only when a
+    module is given, BLAS only for pointwise layers (the one peer doing the same GEMM)."""
+    spec, x, weight, bias, kwargs = problem(layer, batch, dtype)
     out = np.empty(spec.out_shape, dtype)
+    calls = {
+        "numbaconv": lambda: api.conv2d(x, weight, bias, out=out, **kwargs),
+        "reference": lambda: reference.conv2d(x, weight, bias, **kwargs),
+    }
+    if torch_module is not None:
+        calls["torch_nchw"] = torch_call(torch_module, x, weight, bias, kwargs, "NCHW")
+        calls["torch_channels_last"] = torch_call(torch_module, x, weight, bias, kwargs, "channels_last")
+    if spec.family == "pointwise":
+        calls["blas"] = blas_call(layer, x, weight, dtype)
+    return calls
+
+
+def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat: int = 10,
+                reference_repeat: int = 3, torch_module=None, limits: dict | None = None,
+                first_calls: dict | None = None) -> Row:
+    """Time one layer on every contender.  ``first_calls`` (kernel name -> seconds) collects each
+    kernel's first call across a run; ``limits`` (from :func:`numbaconv.limits.measure`) gives the roofs."""
+    spec = layer.spec(batch, dtype)
+    chosen, _ = dispatch.select(spec)
+    calls = contenders(layer, batch, dtype, torch_module)
 
     start = time.perf_counter()
-    api.conv2d(x, weight, bias, out=out, **kwargs)
+    calls["numbaconv"]()
     first = time.perf_counter() - start
-    if seen_kernels is not None:
-        first = first if chosen.name not in seen_kernels else float("nan")
-        seen_kernels.add(chosen.name)
-    ours = _median_seconds(lambda: api.conv2d(x, weight, bias, out=out, **kwargs), repeat)
-    ref = _median_seconds(lambda: reference.conv2d(x, weight, bias, **kwargs), reference_repeat)
+    if first_calls is not None:
+        if chosen.name in first_calls:
+            first = float("nan")
+        else:
+            first_calls[chosen.name] = first
+    seconds = median_seconds(calls["numbaconv"], repeat)
+    reference_seconds = median_seconds(calls["reference"], reference_repeat)
 
     flops, moved = cost.flops(spec), cost.min_bytes(spec)
-    row = Row(layer=layer.key, kind=spec.family, shape=layer.describe(), kernel=chosen.name, batch=batch,
-              dtype=str(np.dtype(dtype)), flops=flops, bytes=moved, first_call_s=first, time_s=ours,
-              reference_s=ref, gflops=flops / ours / 1e9, gbps=moved / ours / 1e9, speedup_vs_reference=ref / ours)
+    roof = float("nan")
+    if limits:
+        roof = cost.roofline_seconds(spec, limits["peak_flops_per_s"], limits["bandwidth_bytes_per_s"])
+    row = Row(layer=layer.key, network=layer.network, kind=spec.family, shape=layer.describe(), count=layer.count,
+              kernel=chosen.name, batch=batch, dtype=str(np.dtype(dtype)), flops=flops, bytes=moved,
+              intensity=cost.arithmetic_intensity(spec), first_call_s=first, time_s=seconds,
+              reference_s=reference_seconds, gflops=flops / seconds / 1e9, gbps=moved / seconds / 1e9,
+              roofline_s=roof, roofline_fraction=roof / seconds, speedup_vs_reference=reference_seconds / seconds)
 
     if torch_module is not None:
-        torch = torch_module
-        tx, tw, tb = torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias)
-        best = None
-        with torch.no_grad():
-            for name, tensor in (("NCHW", tx), ("channels_last", tx.contiguous(memory_format=torch.channels_last))):
-                seconds = _median_seconds(lambda: torch.nn.functional.conv2d(tensor, tw, tb, **kwargs), repeat)
-                if best is None or seconds < best[0]:
-                    best = (seconds, name)
-        row.torch_s, row.torch_layout = best
-        row.speedup_vs_torch = best[0] / ours
-
-    if spec.family == "pointwise":
-        operand = x[:, :, :: layer.stride, :: layer.stride].reshape(batch, layer.in_channels, -1).copy()
-        matrix = weight.reshape(layer.out_channels, layer.in_channels)
-        product = np.empty((batch, layer.out_channels, operand.shape[2]), dtype)
-        row.blas_s = _median_seconds(lambda: np.matmul(matrix, operand, out=product), repeat)
-        row.fraction_of_blas = row.blas_s / ours
+        times = {layout: median_seconds(calls[f"torch_{layout.lower()}"], repeat)
+                 for layout in ("NCHW", "channels_last")}
+        row.torch_layout = min(times, key=times.get)
+        row.torch_s = times[row.torch_layout]
+        row.speedup_vs_torch = row.torch_s / seconds
+    if "blas" in calls:
+        row.blas_s = median_seconds(calls["blas"], repeat)
+        row.fraction_of_blas = row.blas_s / seconds
     return row
 
 
+# ---- the machine -------------------------------------------------------------------------------------
 def machine_info() -> dict:
     import llvmlite
     import numba
@@ -122,11 +180,13 @@ def machine_info() -> dict:
         "threading_layer": _threading_layer(),
         "python": platform.python_version(),
         "numpy": np.__version__,
+        "numpy_blas": _numpy_blas(),
         "numba": numba.__version__,
         "llvmlite": llvmlite.__version__,
     }
-    torch = _torch()
+    torch = torch_or_none()
     info["torch"] = None if torch is None else torch.__version__
+    info["gpu"] = _gpu_name()
     return info
 
 
@@ -142,8 +202,6 @@ def _cpu_model() -> str:
 
 
 def _cores() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
@@ -156,29 +214,94 @@ def _threading_layer() -> str:
         return "not yet initialised"
 
 
+def _numpy_blas() -> str:
+    try:
+        config = np.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version', '')}".strip()
+    except Exception:  # old NumPy or an unusual build: not worth failing over
+        return "unknown"
+
+
+def _gpu_name() -> str | None:
+    """The first CUDA device's name, or None; never initialises CUDA when numba-cuda is absent."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return None
+    try:
+        from numba import cuda
+
+        if not cuda.is_available():
+            return None
+        name = cuda.get_current_device().name
+        return name.decode() if isinstance(name, bytes) else str(name)
+    except Exception:
+        return None
+
+
+# ---- summaries -----------------------------------------------------------------------------------------
 def geometric_mean(values) -> float:
-    values = [v for v in values if v and v > 0 and np.isfinite(v)]
+    values = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
     return float(np.exp(np.mean(np.log(values)))) if values else float("nan")
 
 
-def summarize(rows: list[Row]) -> dict:
-    summary = {}
-    for kind in sorted({r.kind for r in rows}):
-        subset = [r for r in rows if r.kind == kind]
-        summary[kind] = {
-            "layers": len(subset),
-            "geomean_speedup_vs_reference": geometric_mean(r.speedup_vs_reference for r in subset),
-            "geomean_speedup_vs_torch": geometric_mean(r.speedup_vs_torch for r in subset),
-            "geomean_fraction_of_blas": geometric_mean(r.fraction_of_blas for r in subset),
-        }
-    return summary
-
-
-def as_json(rows: list[Row], settings: dict) -> dict:
+def _stats(rows: list[Row]) -> dict:
     return {
+        "layers": len(rows),
+        "geomean_speedup_vs_reference": geometric_mean(r.speedup_vs_reference for r in rows),
+        "geomean_speedup_vs_torch": geometric_mean(r.speedup_vs_torch for r in rows),
+        "geomean_fraction_of_blas": geometric_mean(r.fraction_of_blas for r in rows),
+        "geomean_roofline_fraction": geometric_mean(r.roofline_fraction for r in rows),
+    }
+
+
+def summarize(rows: list[Row]) -> dict:
+    """Geometric means per family, over all rows and per network."""
+    kinds = [k for k in workloads.FAMILIES if any(r.kind == k for r in rows)]
+    networks = list(dict.fromkeys(r.network for r in rows))
+    return {
+        "families": {k: _stats([r for r in rows if r.kind == k]) for k in kinds},
+        "networks": {net: {k: _stats(subset) for k in kinds
+                           if (subset := [r for r in rows if r.network == net and r.kind == k])}
+                     for net in networks},
+    }
+
+
+def network_totals(rows: list[Row]) -> dict:
+    """Per network: the time of all its convolutions in one forward pass (each shape times its
+    count), for numbaconv and each contender measured on every one of its layers."""
+    totals = {}
+    for net in dict.fromkeys(r.network for r in rows):
+        subset = [r for r in rows if r.network == net]
+        entry = {"layers": len(subset), "convolutions": sum(r.count for r in subset),
+                 "complete": len(subset) == len(workloads.NETWORKS.get(net, ())),
+                 "numbaconv_s": sum(r.count * r.time_s for r in subset),
+                 "reference_s": sum(r.count * r.reference_s for r in subset)}
+        if all(r.torch_s is not None for r in subset):
+            entry["torch_s"] = sum(r.count * r.torch_s for r in subset)
+        totals[net] = entry
+    return totals
+
+
+def _finite_or_none(value):
+    """Strict JSON has no NaN: a missing measurement is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def as_json(rows: list[Row], settings: dict, limits: dict | None = None, first_calls: dict | None = None) -> dict:
+    """The whole report as plain JSON types (NaN as null)."""
+    return _finite_or_none({
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine_info(),
+        "limits": limits,
         "settings": settings,
+        "first_call_s": first_calls or {},
         "summary": summarize(rows),
+        "network_totals": network_totals(rows),
         "rows": [asdict(r) for r in rows],
-    }
+    })

@@ -4,89 +4,105 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
-from . import bench, workloads
+from . import algorithms, bench, limits, plot, workloads
+from . import report as report_module
 
 
-def _fmt_ratio(value) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.2f}x"
-
-
-def _fmt_ms(seconds) -> str:
-    return "-" if seconds is None or not math.isfinite(seconds) else f"{seconds * 1e3:.3f}"
-
-
-COLUMNS = ["layer", "family", "shape", "kernel", "first call ms", "ms", "GFLOP/s", "GB/s",
-           "vs reference", "vs torch", "vs BLAS"]
-
-
-def _cells(row: bench.Row) -> list[str]:
-    return [row.layer, row.kind, row.shape, row.kernel, _fmt_ms(row.first_call_s), _fmt_ms(row.time_s),
-            f"{row.gflops:.1f}", f"{row.gbps:.1f}", _fmt_ratio(row.speedup_vs_reference),
-            _fmt_ratio(row.speedup_vs_torch), _fmt_ratio(row.fraction_of_blas)]
-
-
-def _print_table(rows, summary, info, settings) -> None:
+def _print_table(report: dict) -> None:
+    rows = report["rows"]
     try:
         from rich.console import Console
         from rich.table import Table
     except ImportError:
         Console = None
-    title = (f"numbaconv bench: suite {settings['suite']}, batch {settings['batch']}, {settings['dtype']}, "
-             f"{info['numba_threads']} threads, {info['cpu']}")
-    notes = ("ms: median of the repeats; first call: compile or cache load of that kernel (blank when already "
-             "loaded); vs X: X's time / numbaconv's time (>1: numbaconv faster); vs BLAS: the same GEMM through "
-             "NumPy's matmul.")
     if Console is None:
-        print(title)
-        print(" | ".join(COLUMNS))
+        print(report_module.title(report))
+        print(" | ".join(report_module.COLUMNS))
         for row in rows:
-            print(" | ".join(_cells(row)))
+            print(" | ".join(report_module.cells(row)))
+        print(report_module.NOTES)
     else:
-        table = Table(title=title, caption=notes, caption_justify="left")
-        for column in COLUMNS:
-            table.add_column(column, justify="left" if column in ("layer", "family", "shape", "kernel") else "right")
+        table = Table(title=report_module.title(report), caption=report_module.NOTES, caption_justify="left")
+        for column in report_module.COLUMNS:
+            table.add_column(column, justify="left" if column in report_module.TEXT_COLUMNS else "right")
         for row in rows:
-            table.add_row(*_cells(row))
-        Console(width=None if sys.stdout.isatty() else 200).print(table)
-    print("geometric means per family:")
-    for kind, values in summary.items():
-        print(f"  {kind:10s} {values['layers']:3d} layers  vs reference {_fmt_ratio(values['geomean_speedup_vs_reference'])}"
-              f"  vs torch {_fmt_ratio(values['geomean_speedup_vs_torch'])}"
-              f"  vs BLAS {_fmt_ratio(values['geomean_fraction_of_blas'])}")
+            table.add_row(*report_module.cells(row))
+        Console(width=None if sys.stdout.isatty() else 220).print(table)
+    print(report_module.limits_line(report))
+    print("\n".join(report_module.summary_lines(report)))
 
 
-def _progress(layers):
+def _run_layers(layers, run_one):
+    """Call ``run_one(layer)`` for each layer under a progress bar naming the current layer."""
     try:
-        from rich.progress import track
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     except ImportError:
-        return layers
-    return track(layers, description="benchmarking", transient=True)
+        return [run_one(layer) for layer in layers]
+    rows = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("measuring the roofs", total=len(layers))
+        for layer in layers:
+            progress.update(task, description=f"{layer.key:45s}")
+            rows.append(run_one(layer))
+            progress.advance(task)
+    return rows
 
 
 def run_bench(args) -> int:
     layers = workloads.suite(args.suite)
     if args.limit:
         layers = layers[: args.limit]
+    if args.batch < 1:
+        raise ValueError(f"--batch must be >= 1, got {args.batch}")
+    if args.repeat < 0:
+        raise ValueError(f"--repeat must be >= 1, got {args.repeat}")
+    if args.device == "cuda":
+        cuda_kernels = [a.name for a in algorithms() if a.device == "cuda"]
+        if not cuda_kernels:
+            raise ValueError("--device cuda: this numbaconv has no CUDA kernels registered yet "
+                             "(numbaconv.algorithms() lists the kernels); use --device cpu")
+    if args.plot:
+        plot._require_matplotlib()  # fail before the run, not after it
     repeat = args.repeat or (3 if args.quick else 10)
-    torch = None if args.no_torch else bench._torch()
+    torch = None if args.no_torch else bench.torch_or_none()
     if torch is not None:
         import numba
 
         torch.set_num_threads(numba.get_num_threads())  # same threads for both sides
-    settings = {"suite": args.suite, "batch": args.batch, "dtype": args.dtype, "repeat": repeat,
+    print("measuring this machine's roofs (BLAS GEMM, memory copy) ...", flush=True)
+    machine_limits = limits.measure(args.dtype, quick=args.quick)
+    settings = {"suite": args.suite, "device": args.device, "batch": args.batch, "dtype": args.dtype,
+                "repeat": repeat, "quick": args.quick,
                 "peers": ["reference", "blas"] + (["torch"] if torch is not None else [])}
-    seen: set = set()
-    rows = [bench.bench_layer(layer, args.batch, args.dtype, repeat, 1 if args.quick else 3, torch, seen)
-            for layer in _progress(layers)]
-    report = bench.as_json(rows, settings)
-    _print_table(rows, report["summary"], report["machine"], settings)
+    first_calls: dict = {}
+    rows = _run_layers(layers, lambda layer: bench.bench_layer(
+        layer, args.batch, args.dtype, repeat, 1 if args.quick else 3, torch, machine_limits, first_calls))
+    report = bench.as_json(rows, settings, machine_limits, first_calls)
+    _print_table(report)
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=1, default=str)
+            json.dump(report, handle, indent=1, allow_nan=False)
         print(f"wrote {args.json}")
+    if args.plot:
+        print(f"wrote {plot.roofline(report, args.plot)}")
+    return 0
+
+
+def run_report(args) -> int:
+    with open(args.file) as handle:
+        report = json.load(handle)
+    if args.markdown:
+        print(report_module.markdown_summary(report))
+        if args.rows:
+            print()
+            print(report_module.markdown_rows(report))
+    else:
+        _print_table(report)
+    if args.plot:
+        print(f"wrote {plot.roofline(report, args.plot)}")
     return 0
 
 
@@ -105,8 +121,6 @@ def run_info(args) -> int:
         info["cuda_available"] = bool(cuda.is_available())
     except Exception as exc:  # numba-cuda absent or broken: say so, do not fail
         info["cuda_available"] = f"no ({type(exc).__name__})"
-    from . import algorithms
-
     width = max(map(len, info))
     for key, value in info.items():
         print(f"{key:{width}s}  {value}")
@@ -123,20 +137,28 @@ def main(argv=None) -> int:
     b.add_argument("--suite", default="default",
                    help="default, all, a family (pointwise/depthwise/grouped) or a network: "
                         + ", ".join(sorted(workloads.NETWORKS)))
+    b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--batch", type=int, default=1)
     b.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     b.add_argument("--repeat", type=int, default=0, help="timed calls per contender (default 10, 3 with --quick)")
-    b.add_argument("--quick", action="store_true", help="fewer repeats")
+    b.add_argument("--quick", action="store_true", help="fewer repeats, smaller roof measurements")
     b.add_argument("--limit", type=int, default=0, help="only the first N layers of the suite")
     b.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
-    b.add_argument("--json", metavar="FILE", help="write every row and the machine description as JSON")
+    b.add_argument("--json", metavar="FILE", help="write every row, the roofs and the machine description as JSON")
+    b.add_argument("--plot", metavar="FILE", help="draw the roofline chart (PNG/SVG/PDF; needs matplotlib)")
     b.set_defaults(run=run_bench)
+    r = commands.add_parser("report", help="the table, Markdown summary or roofline chart of a saved --json report")
+    r.add_argument("file", help="a JSON file written by numbaconv bench --json")
+    r.add_argument("--markdown", action="store_true", help="Markdown summary tables (for README and docs)")
+    r.add_argument("--rows", action="store_true", help="with --markdown: every row as well")
+    r.add_argument("--plot", metavar="FILE", help="draw the roofline chart")
+    r.set_defaults(run=run_report)
     i = commands.add_parser("info", help="versions, threading layer, CPU, CUDA devices, kernels")
     i.set_defaults(run=run_info)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except ValueError as exc:
+    except (ValueError, OSError, ImportError) as exc:  # bad arguments, unreadable files, a missing extra
         parser.error(str(exc))
 
 

@@ -1,37 +1,119 @@
-"""The command line: ``numbaconv bench`` and ``numbaconv info`` (smoke tests; speed is never asserted)."""
+"""The command line and the bench toolkit: ``numbaconv bench``, ``report`` and ``info``
+(smoke tests of what they produce; speed is never asserted)."""
 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
 import pytest
 
-from numbaconv import cli
+from numbaconv import bench, cli, limits, plot, workloads
+
+ROW_KEYS = {"layer", "network", "kind", "shape", "kernel", "time_s", "first_call_s", "gflops", "gbps", "intensity",
+            "roofline_s", "roofline_fraction", "speedup_vs_reference", "speedup_vs_torch", "fraction_of_blas"}
 
 
-def test_bench_writes_rows_for_every_family(tmp_path, capsys):
-    report_file = tmp_path / "r.json"
-    layers = "mobilenet_v2"
-    assert cli.main(["bench", "--suite", layers, "--quick", "--repeat", "1", "--limit", "3", "--no-torch",
-                     "--json", str(report_file)]) == 0
-    printed = capsys.readouterr().out
-    assert "vs reference" in printed and "geometric means per family" in printed
+@pytest.fixture(scope="module")
+def report_file(tmp_path_factory):
+    """One small run shared by the tests below: the first three MobileNetV2 layers (one per family)."""
+    path = tmp_path_factory.mktemp("bench") / "r.json"
+    assert cli.main(["bench", "--suite", "mobilenet_v2", "--quick", "--repeat", "1", "--limit", "3", "--no-torch",
+                     "--json", str(path)]) == 0
+    return path
+
+
+def test_bench_report_has_every_family_and_field(report_file):
     report = json.loads(report_file.read_text())
-    assert {"machine", "settings", "summary", "rows"} <= set(report)
+    assert {"date", "machine", "limits", "settings", "first_call_s", "summary", "network_totals", "rows"} <= set(report)
     rows = report["rows"]
     assert [r["layer"] for r in rows] == ["mobilenet_v2/stem", "mobilenet_v2/b1_dw", "mobilenet_v2/b1_project"]
-    assert {r["kind"] for r in rows} == {"grouped", "depthwise", "pointwise"}
+    assert {r["kind"] for r in rows} == set(workloads.FAMILIES)
     for row in rows:
-        assert row["time_s"] > 0 and row["gflops"] > 0 and row["speedup_vs_reference"] > 0
-        assert row["kernel"] in ("grouped", "depthwise", "pointwise_blas")
-    assert report["machine"]["numba"] and report["machine"]["cores"] >= 1
+        assert ROW_KEYS <= set(row)
+        assert row["time_s"] > 0 and row["gflops"] > 0 and row["gbps"] > 0 and row["speedup_vs_reference"] > 0
+        assert 0 < row["roofline_s"] and row["roofline_fraction"] == pytest.approx(row["roofline_s"] / row["time_s"])
+        assert row["gflops"] == pytest.approx(row["flops"] / row["time_s"] / 1e9)
+        assert row["speedup_vs_torch"] is None  # --no-torch
+    assert rows[2]["fraction_of_blas"] > 0 and rows[0]["fraction_of_blas"] is None  # BLAS only for pointwise
+    # each kernel's first call is reported once, apart from the steady state
+    assert set(report["first_call_s"]) == {r["kernel"] for r in rows}
+    assert all(r["first_call_s"] > 0 for r in rows)  # three different kernels: each row's is the first
+    machine, roofs = report["machine"], report["limits"]
+    assert machine["numba"] and machine["llvmlite"] and machine["numpy"] and machine["cores"] >= 1
+    assert "gpu" in machine and "cpu" in machine
+    assert roofs["peak_flops_per_s"] > 0 and roofs["bandwidth_bytes_per_s"] > 0
+    assert set(report["summary"]["families"]) == set(workloads.FAMILIES)
+    assert report["network_totals"]["mobilenet_v2"]["complete"] is False  # only 3 of its 30 layers ran
 
 
-def test_bench_rejects_unknown_suite():
-    with pytest.raises(SystemExit):
-        cli.main(["bench", "--suite", "vgg16"])
+def test_report_is_strict_json(report_file):
+    json.loads(report_file.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+
+
+def test_report_command_prints_markdown(report_file, capsys):
+    assert cli.main(["report", str(report_file), "--markdown", "--rows"]) == 0
+    printed = capsys.readouterr().out
+    assert "| network | family | layers | vs reference |" in printed
+    assert "| mobilenet_v2/b1_dw | depthwise |" in printed
+    assert "roofs measured at start" in printed
+
+
+def test_roofline_plot(report_file, tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib (the 'plot' extra) is not installed")
+    path = tmp_path / "roofline.png"
+    assert cli.main(["report", str(report_file), "--plot", str(path)]) == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
+
+
+def test_bench_prints_the_table(capsys):
+    assert cli.main(["bench", "--suite", "xception", "--quick", "--repeat", "1", "--limit", "1", "--no-torch"]) == 0
+    printed = capsys.readouterr().out
+    assert "vs reference" in printed and "roofline" in printed and "geometric means per family" in printed
+    assert "xception/conv1" in printed
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "--suite", "vgg16"], "suite must be"),
+    (["bench", "--device", "tpu"], "invalid choice: 'tpu'"),
+    (["bench", "--batch", "0"], "--batch must be >= 1, got 0"),
+    (["bench", "--device", "cuda"], "--device cuda: this numbaconv has no CUDA kernels"),
+    (["report", "/nonexistent/r.json"], "No such file"),
+])
+def test_bench_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_limits_are_positive_rates():
+    assert limits.gemm_flops_per_s("float64", size=64, repeat=1) > 0
+    rates = limits.copy_bytes_per_s(megabytes=2, repeat=1)
+    assert set(rates) == {"numpy_copyto", "numba_prange_copy"} and min(rates.values()) > 0
+
+
+def test_summaries_and_totals():
+    rows = [bench.Row(layer=f"n/{i}", network="n", kind=kind, shape="", count=count, kernel="k", batch=1,
+                      dtype="float32", flops=1, bytes=1, intensity=1.0, first_call_s=math.nan, time_s=t,
+                      reference_s=4 * t, gflops=1, gbps=1, roofline_s=t / 2, roofline_fraction=0.5,
+                      speedup_vs_reference=4.0, torch_s=2 * t, speedup_vs_torch=2.0)
+            for i, (kind, count, t) in enumerate([("depthwise", 1, 1.0), ("depthwise", 3, 2.0), ("grouped", 2, 1.0)])]
+    summary = bench.summarize(rows)
+    assert summary["families"]["depthwise"]["layers"] == 2
+    assert summary["families"]["depthwise"]["geomean_speedup_vs_torch"] == pytest.approx(2.0)
+    assert summary["networks"]["n"]["grouped"]["geomean_roofline_fraction"] == pytest.approx(0.5)
+    totals = bench.network_totals(rows)["n"]
+    assert totals["numbaconv_s"] == pytest.approx(1 + 3 * 2 + 2 * 1) and totals["torch_s"] == pytest.approx(18)
+    assert bench.geometric_mean([2.0, 8.0, None, math.nan]) == pytest.approx(4.0)
+
+
+def test_plot_needs_measured_limits():
+    pytest.importorskip("matplotlib", reason="matplotlib (the 'plot' extra) is not installed")
+    with pytest.raises(ValueError, match="no measured limits"):
+        plot.roofline({"rows": [{"intensity": 1.0}], "limits": None}, "unused.png")
 
 
 def test_info_and_module_entry_point():

@@ -1,0 +1,70 @@
+"""This machine's two roofs, measured: GEMM FLOP/s and memory-copy bandwidth.
+
+A roofline needs a peak compute rate and a peak memory bandwidth.  Datasheet numbers are
+of little use on a shared VM, so ``numbaconv bench`` measures both at start:
+
+* **compute roof**: the best rate of a square matrix product through NumPy's BLAS
+  (``np.matmul``, sgemm for float32, dgemm for float64) with all of BLAS's threads: what a
+  tuned vendor GEMM reaches on this machine, the practical ceiling for any convolution.
+* **memory roof**: the best rate of copying an array far larger than the last-level cache,
+  counted as STREAM does (bytes read + bytes written), the larger of NumPy's single-threaded
+  ``copyto`` and a Numba ``prange`` copy on all of Numba's threads.
+
+Best rather than median: a roof is what the machine can do, and noise only slows it down.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def _parallel_copy(source, destination):
+    for i in prange(source.size):
+        destination[i] = source[i]
+
+
+def _best_seconds(fn, repeat: int) -> float:
+    fn()  # warm-up: page faults, thread pools, compile
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def gemm_flops_per_s(dtype="float32", size: int = 2048, repeat: int = 5) -> float:
+    """The best FLOP/s of an n x n by n x n product through NumPy's BLAS (2 n^3 FLOPs)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size)).astype(dtype)
+    b = rng.standard_normal((size, size)).astype(dtype)
+    c = np.empty((size, size), dtype)
+    return 2.0 * size**3 / _best_seconds(lambda: np.matmul(a, b, out=c), repeat)
+
+
+def copy_bytes_per_s(megabytes: int = 256, repeat: int = 5) -> dict:
+    """Copy bandwidth (read + write bytes per second) on arrays of ``megabytes`` each."""
+    source = np.ones(megabytes * (1 << 20) // 8, np.float64)
+    destination = np.empty_like(source)
+    moved = 2.0 * source.nbytes
+    numpy_rate = moved / _best_seconds(lambda: np.copyto(destination, source), repeat)
+    numba_rate = moved / _best_seconds(lambda: _parallel_copy(source, destination), repeat)
+    return {"numpy_copyto": numpy_rate, "numba_prange_copy": numba_rate}
+
+
+def measure(dtype="float32", quick: bool = False) -> dict:
+    """Both roofs for ``dtype``: ``peak_flops_per_s``, ``bandwidth_bytes_per_s`` and how each was measured."""
+    size, megabytes, repeat = (1536, 128, 3) if quick else (2048, 256, 5)
+    flops = gemm_flops_per_s(dtype, size, repeat)
+    copies = copy_bytes_per_s(megabytes, repeat)
+    return {
+        "peak_flops_per_s": flops,
+        "bandwidth_bytes_per_s": max(copies.values()),
+        "gemm": f"np.matmul {size}x{size} {np.dtype(dtype).name}, best of {repeat}",
+        "copy": f"{megabytes} MiB array, best of {repeat}, read + write bytes",
+        "copy_bytes_per_s": copies,
+    }

@@ -1,0 +1,108 @@
+"""Roofline charts of a benchmark report (needs matplotlib: ``pip install 'numbaconv[plot]'``).
+
+x: arithmetic intensity (FLOPs per byte of compulsory traffic, :mod:`numbaconv.cost`);
+y: attained GFLOP/s.  The two roofs are the ones measured at the start of the run
+(:mod:`numbaconv.limits`).  One point per layer and contender: colour = family,
+marker = contender; a thin line joins numbaconv's point to torch's for the same layer, so
+the gap to the peer reads at a glance.
+"""
+
+from __future__ import annotations
+
+import math
+
+COLOURS = {"pointwise": "#1f77b4", "depthwise": "#ff7f0e", "grouped": "#2ca02c"}
+# (label, the row's time key, marker, filled, size)
+CONTENDERS = [
+    ("numbaconv", "time_s", "o", True, 46),
+    ("PyTorch CPU (best layout)", "torch_s", "s", False, 40),
+    ("NumPy BLAS matmul (same GEMM)", "blas_s", "^", False, 40),
+    ("NumPy reference", "reference_s", "x", True, 22),
+]
+
+
+def _require_matplotlib():
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError("--plot needs matplotlib: pip install 'numbaconv[plot]' (or pip install matplotlib)") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def roofline(report: dict, path: str, title: str | None = None) -> str:
+    """Draw the report's roofline chart to ``path`` (PNG, SVG or PDF by its suffix); return ``path``."""
+    plt = _require_matplotlib()
+    from matplotlib.lines import Line2D
+
+    rows, limits = report["rows"], report.get("limits")
+    if not rows:
+        raise ValueError("the report has no rows to plot")
+    if not limits:
+        raise ValueError("the report has no measured limits (run numbaconv bench to measure them)")
+    peak = limits["peak_flops_per_s"] / 1e9
+    bandwidth = limits["bandwidth_bytes_per_s"] / 1e9
+    intensities = [r["intensity"] for r in rows]
+    low = min(min(intensities) / 2, peak / bandwidth / 20)
+    high = max(max(intensities) * 2, peak / bandwidth * 4)
+
+    fig, ax = plt.subplots(figsize=(10, 6.4), dpi=130)
+    steps = 200
+    grid = [low * (high / low) ** (i / steps) for i in range(steps + 1)]
+    ax.plot(grid, [min(peak, a * bandwidth) for a in grid], color="black", lw=2, zorder=1)
+    ridge = peak / bandwidth
+    ax.axvline(ridge, color="grey", lw=0.8, ls=":", zorder=0)
+    ax.text(high / 1.1, peak * 1.06, f"compute roof: {peak:.0f} GFLOP/s (BLAS GEMM)", ha="right", va="bottom", fontsize=9)
+    slope_at = low * 1.6
+    ax.text(slope_at, slope_at * bandwidth * 1.25, f"memory roof: {bandwidth:.1f} GB/s (copy)", rotation=0,
+            ha="left", va="bottom", fontsize=9)
+    ax.text(ridge * 1.05, peak / 60, f"ridge\n{ridge:.1f} FLOP/B", fontsize=8, color="grey")
+
+    for row in rows:  # numbaconv <-> torch, per layer
+        if row.get("torch_s"):
+            ax.plot([row["intensity"]] * 2, [row["flops"] / row["time_s"] / 1e9, row["flops"] / row["torch_s"] / 1e9],
+                    color=COLOURS[row["kind"]], lw=0.6, alpha=0.45, zorder=2)
+    used = []
+    for label, key, marker, filled, size in CONTENDERS:
+        points = [r for r in rows if r.get(key)]
+        if not points:
+            continue
+        used.append((label, marker, filled, size))
+        for kind, colour in COLOURS.items():
+            subset = [r for r in points if r["kind"] == kind]
+            if not subset:
+                continue
+            xs = [r["intensity"] for r in subset]
+            ys = [r["flops"] / r[key] / 1e9 for r in subset]
+            if filled:
+                ax.scatter(xs, ys, s=size, marker=marker, color=colour, alpha=0.9 if label == "numbaconv" else 0.5,
+                           zorder=4 if label == "numbaconv" else 3, linewidths=1)
+            else:
+                ax.scatter(xs, ys, s=size, marker=marker, facecolors="none", edgecolors=colour, linewidths=1.2, zorder=3)
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(low, high)
+    all_rates = [r["flops"] / r[key] / 1e9 for _, key, *_ in CONTENDERS for r in rows if r.get(key)]
+    ax.set_ylim(min(min(all_rates) / 2, peak / 1e3), peak * 2.5)
+    ax.set_xlabel("arithmetic intensity (FLOP per byte of compulsory memory traffic)")
+    ax.set_ylabel("attained GFLOP/s")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.grid(True, which="minor", alpha=0.08)
+    settings, machine = report["settings"], report["machine"]
+    ax.set_title(title or (f"numbaconv roofline: {settings['suite']}, batch {settings['batch']}, {settings['dtype']}, "
+                           f"{machine['numba_threads']} threads\n{machine['cpu']}"), fontsize=10)
+
+    families = [Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in COLOURS.items()
+                if any(r["kind"] == k for r in rows)]
+    markers = [Line2D([], [], marker=m, ls="", markersize=math.sqrt(s), label=label, color="dimgrey",
+                      markerfacecolor="dimgrey" if filled else "none") for label, m, filled, s in used]
+    first = ax.legend(handles=families, title="family", loc="upper left", fontsize=8, title_fontsize=8)
+    ax.add_artist(first)
+    ax.legend(handles=markers, title="contender", loc="lower right", fontsize=8, title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

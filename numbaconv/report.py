@@ -1,0 +1,116 @@
+"""Turn a benchmark report (the JSON of ``numbaconv bench --json``) into tables: the rows for
+the terminal, and Markdown for README and the docs (``numbaconv report FILE --markdown``)."""
+
+from __future__ import annotations
+
+import math
+
+from . import workloads
+
+COLUMNS = ["layer", "family", "shape", "kernel", "first call ms", "ms", "GFLOP/s", "GB/s", "roofline",
+           "vs reference", "vs torch", "vs BLAS"]
+TEXT_COLUMNS = ("layer", "family", "shape", "kernel")
+
+NOTES = ("ms: median of the repeats after a warm-up call.  first call: that kernel's first call in the process "
+         "(JIT compile or load from Numba's cache), blank when loaded before.  roofline: the least time this "
+         "machine's measured roofs allow / our time (1 = at the roof; above 1 when the data stays in cache).  "
+         "vs X: X's time / numbaconv's time (above 1: numbaconv faster).  vs BLAS: the same GEMM through NumPy's "
+         "matmul.")
+
+
+def ratio(value) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.2f}x"
+
+
+def milliseconds(seconds) -> str:
+    return "" if seconds is None or not math.isfinite(seconds) else f"{seconds * 1e3:.3f}"
+
+
+def fraction(value) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.0%}"
+
+
+def cells(row: dict) -> list[str]:
+    """One row of the table, from a row of the report (a dict, as in the JSON)."""
+    return [row["layer"], row["kind"], row["shape"], row["kernel"], milliseconds(row["first_call_s"]),
+            milliseconds(row["time_s"]), f"{row['gflops']:.1f}", f"{row['gbps']:.1f}",
+            fraction(row["roofline_fraction"]), ratio(row["speedup_vs_reference"]), ratio(row["speedup_vs_torch"]),
+            ratio(row["fraction_of_blas"])]
+
+
+def title(report: dict) -> str:
+    settings, machine = report["settings"], report["machine"]
+    return (f"numbaconv bench: suite {settings['suite']}, batch {settings['batch']}, {settings['dtype']}, "
+            f"{settings['device']}, {machine['numba_threads']} threads, {machine['cpu']}")
+
+
+def limits_line(report: dict) -> str:
+    limits = report.get("limits")
+    if not limits:
+        return ""
+    return (f"roofs measured at start: {limits['peak_flops_per_s'] / 1e9:.0f} GFLOP/s ({limits['gemm']}), "
+            f"{limits['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s copy ({limits['copy']})")
+
+
+def summary_lines(report: dict) -> list[str]:
+    lines = ["geometric means per family:"]
+    for kind, values in report["summary"]["families"].items():
+        lines.append(f"  {kind:10s} {values['layers']:3d} layers  vs reference "
+                     f"{ratio(values['geomean_speedup_vs_reference'])}  vs torch "
+                     f"{ratio(values['geomean_speedup_vs_torch'])}  vs BLAS {ratio(values['geomean_fraction_of_blas'])}"
+                     f"  roofline {fraction(values['geomean_roofline_fraction'])}")
+    first = report.get("first_call_s") or {}
+    if first:
+        lines.append("first call per kernel (compile or cache load): "
+                     + ", ".join(f"{name} {seconds * 1e3:.0f} ms" for name, seconds in first.items()))
+    return lines
+
+
+def _markdown(header: list[str], body: list[list[str]]) -> str:
+    align = ["---" if h in TEXT_COLUMNS or h in ("network", "family") else "---:" for h in header]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def markdown_rows(report: dict) -> str:
+    return _markdown(COLUMNS, [cells(row) for row in report["rows"]])
+
+
+def markdown_summary(report: dict) -> str:
+    """Geometric means per network and family, then whole-network convolution time, then the machine."""
+    header = ["network", "family", "layers", "vs reference", "vs torch", "vs BLAS", "roofline"]
+    body = []
+    for net, kinds in report["summary"]["networks"].items():
+        for kind, values in kinds.items():
+            body.append([net, kind, str(values["layers"]), ratio(values["geomean_speedup_vs_reference"]),
+                         ratio(values["geomean_speedup_vs_torch"]), ratio(values["geomean_fraction_of_blas"]),
+                         fraction(values["geomean_roofline_fraction"])])
+    for kind, values in report["summary"]["families"].items():
+        body.append(["**all**", f"**{kind}**", str(values["layers"]), ratio(values["geomean_speedup_vs_reference"]),
+                     ratio(values["geomean_speedup_vs_torch"]), ratio(values["geomean_fraction_of_blas"]),
+                     fraction(values["geomean_roofline_fraction"])])
+    parts = [_markdown(header, body)]
+    totals = [(net, t) for net, t in report.get("network_totals", {}).items() if t.get("complete")]
+    if totals:
+        header = ["network", "convolutions", "numbaconv ms", "torch ms", "vs torch", "reference ms"]
+        body = [[net, str(t["convolutions"]), f"{t['numbaconv_s'] * 1e3:.1f}",
+                 milliseconds(t.get("torch_s")) or "-",
+                 ratio(t["torch_s"] / t["numbaconv_s"]) if t.get("torch_s") else "-", f"{t['reference_s'] * 1e3:.1f}"]
+                for net, t in totals]
+        parts.append("All convolutions of one forward pass (each shape times its count):\n\n" + _markdown(header, body))
+    parts.append(footnote(report))
+    return "\n\n".join(parts)
+
+
+def footnote(report: dict) -> str:
+    machine, settings = report["machine"], report["settings"]
+    versions = ", ".join(f"{name} {machine[name]}" for name in ("numba", "llvmlite", "numpy", "torch") if machine.get(name))
+    return (f"{machine['cpu']}, {machine['cores']} cores, {machine['numba_threads']} Numba threads "
+            f"({machine['threading_layer']}); {versions}; NumPy BLAS {machine.get('numpy_blas', '?')}; "
+            f"{settings['dtype']}, batch {settings['batch']}, median of {settings['repeat']}; {report['date'][:10]}. "
+            + limits_line(report) + ".")
+
+
+def family_order(report: dict) -> list[str]:
+    return [k for k in workloads.FAMILIES if k in report["summary"]["families"]]
