@@ -10,7 +10,8 @@ the steady state.
 Contenders: numbaconv (``algorithm='auto'``), the reference, PyTorch CPU when installed
 (NCHW and channels_last, the faster kept) and, for pointwise layers, the same GEMM through
 NumPy's BLAS matmul.  The roofline bound of each layer comes from :mod:`numbaconv.cost`
-with the roofs of :mod:`numbaconv.limits`, measured at the start of the run.
+with the roofs of :mod:`numbaconv.limits`, measured in the same run (after the layers, so that
+the first call of the first kernel pays what it pays in a fresh process).
 """
 
 from __future__ import annotations
@@ -146,14 +147,13 @@ def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat:
     reference_seconds = median_seconds(calls["reference"], reference_repeat)
 
     flops, moved = cost.flops(spec), cost.min_bytes(spec)
-    roof = float("nan")
-    if limits:
-        roof = cost.roofline_seconds(spec, limits["peak_flops_per_s"], limits["bandwidth_bytes_per_s"])
     row = Row(layer=layer.key, network=layer.network, kind=spec.family, shape=layer.describe(), count=layer.count,
               kernel=chosen.name, batch=batch, dtype=str(np.dtype(dtype)), flops=flops, bytes=moved,
               intensity=cost.arithmetic_intensity(spec), first_call_s=first, time_s=seconds,
               reference_s=reference_seconds, gflops=flops / seconds / 1e9, gbps=moved / seconds / 1e9,
-              roofline_s=roof, roofline_fraction=roof / seconds, speedup_vs_reference=reference_seconds / seconds)
+              roofline_s=math.nan, roofline_fraction=math.nan, speedup_vs_reference=reference_seconds / seconds)
+    if limits:
+        add_roofline([row], limits)
 
     if torch_module is not None:
         times = {layout: median_seconds(calls[f"torch_{layout.lower()}"], repeat)
@@ -165,6 +165,14 @@ def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat:
         row.blas_s = median_seconds(calls["blas"], repeat)
         row.fraction_of_blas = row.blas_s / seconds
     return row
+
+
+def add_roofline(rows: list[Row], limits: dict) -> None:
+    """Fill each row's roofline bound and fraction from the measured roofs."""
+    for row in rows:
+        row.roofline_s = cost.roofline_seconds(workloads.layer(row.layer).spec(row.batch, row.dtype),
+                                               limits["peak_flops_per_s"], limits["bandwidth_bytes_per_s"])
+        row.roofline_fraction = row.roofline_s / row.time_s
 
 
 # ---- the machine -------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def _run_layers(layers, run_one):
     rows = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True) as progress:
-        task = progress.add_task("measuring the roofs", total=len(layers))
+        task = progress.add_task("", total=len(layers))
         for layer in layers:
             progress.update(task, description=f"{layer.key:45s}")
             rows.append(run_one(layer))
@@ -72,14 +72,16 @@ def run_bench(args) -> int:
         import numba
 
         torch.set_num_threads(numba.get_num_threads())  # same threads for both sides
-    print("measuring this machine's roofs (BLAS GEMM, memory copy) ...", flush=True)
-    machine_limits = limits.measure(args.dtype, quick=args.quick)
     settings = {"suite": args.suite, "device": args.device, "batch": args.batch, "dtype": args.dtype,
                 "repeat": repeat, "quick": args.quick,
                 "peers": ["reference", "blas"] + (["torch"] if torch is not None else [])}
     first_calls: dict = {}
     rows = _run_layers(layers, lambda layer: bench.bench_layer(
-        layer, args.batch, args.dtype, repeat, 1 if args.quick else 3, torch, machine_limits, first_calls))
+        layer, args.batch, args.dtype, repeat, 1 if args.quick else 3, torch, None, first_calls))
+    # the roofs after the layers, so that a first call is what a fresh process pays (Numba's start-up included)
+    print("measuring this machine's roofs (BLAS GEMM, memory copy) ...", flush=True)
+    machine_limits = limits.measure(args.dtype, quick=args.quick)
+    bench.add_roofline(rows, machine_limits)
     report = bench.as_json(rows, settings, machine_limits, first_calls)
     _print_table(report)
     if args.json:
@@ -94,12 +96,11 @@ def run_bench(args) -> int:
 def run_report(args) -> int:
     with open(args.file) as handle:
         report = json.load(handle)
-    if args.markdown:
-        print(report_module.markdown_summary(report))
-        if args.rows:
-            print()
-            print(report_module.markdown_rows(report))
-    else:
+    if args.markdown and args.rows:
+        print(report_module.markdown_rows(report))
+    elif args.markdown:
+        print(report_module.markdown_summary(report, short=args.short))
+    elif not args.plot:
         _print_table(report)
     if args.plot:
         print(f"wrote {plot.roofline(report, args.plot)}")
@@ -150,7 +151,8 @@ def main(argv=None) -> int:
     r = commands.add_parser("report", help="the table, Markdown summary or roofline chart of a saved --json report")
     r.add_argument("file", help="a JSON file written by numbaconv bench --json")
     r.add_argument("--markdown", action="store_true", help="Markdown summary tables (for README and docs)")
-    r.add_argument("--rows", action="store_true", help="with --markdown: every row as well")
+    r.add_argument("--short", action="store_true", help="with --markdown: per family only, not per network")
+    r.add_argument("--rows", action="store_true", help="with --markdown: every row instead of the summary")
     r.add_argument("--plot", metavar="FILE", help="draw the roofline chart")
     r.set_defaults(run=run_report)
     i = commands.add_parser("info", help="versions, threading layer, CPU, CUDA devices, kernels")

@@ -1,7 +1,7 @@
 """This machine's two roofs, measured: GEMM FLOP/s and memory-copy bandwidth.
 
 A roofline needs a peak compute rate and a peak memory bandwidth.  Datasheet numbers are
-of little use on a shared VM, so ``numbaconv bench`` measures both at start:
+of little use on a shared VM, so ``numbaconv bench`` measures both in each run:
 
 * **compute roof**: the best rate of a square matrix product through NumPy's BLAS
   (``np.matmul``, sgemm for float32, dgemm for float64) with all of BLAS's threads: what a

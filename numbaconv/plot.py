@@ -1,7 +1,7 @@
 """Roofline charts of a benchmark report (needs matplotlib: ``pip install 'numbaconv[plot]'``).
 
 x: arithmetic intensity (FLOPs per byte of compulsory traffic, :mod:`numbaconv.cost`);
-y: attained GFLOP/s.  The two roofs are the ones measured at the start of the run
+y: attained GFLOP/s.  The two roofs are the ones measured in the same run
 (:mod:`numbaconv.limits`).  One point per layer and contender: colour = family,
 marker = contender; a thin line joins numbaconv's point to torch's for the same layer, so
 the gap to the peer reads at a glance.
@@ -45,7 +45,7 @@ def roofline(report: dict, path: str, title: str | None = None) -> str:
     peak = limits["peak_flops_per_s"] / 1e9
     bandwidth = limits["bandwidth_bytes_per_s"] / 1e9
     intensities = [r["intensity"] for r in rows]
-    low = min(min(intensities) / 2, peak / bandwidth / 20)
+    low = min(min(intensities) / 4, peak / bandwidth / 40)  # room left of the points for the roof label
     high = max(max(intensities) * 2, peak / bandwidth * 4)
 
     fig, ax = plt.subplots(figsize=(10, 6.4), dpi=130)
@@ -54,11 +54,6 @@ def roofline(report: dict, path: str, title: str | None = None) -> str:
     ax.plot(grid, [min(peak, a * bandwidth) for a in grid], color="black", lw=2, zorder=1)
     ridge = peak / bandwidth
     ax.axvline(ridge, color="grey", lw=0.8, ls=":", zorder=0)
-    ax.text(high / 1.1, peak * 1.06, f"compute roof: {peak:.0f} GFLOP/s (BLAS GEMM)", ha="right", va="bottom", fontsize=9)
-    slope_at = low * 1.6
-    ax.text(slope_at, slope_at * bandwidth * 1.25, f"memory roof: {bandwidth:.1f} GB/s (copy)", rotation=0,
-            ha="left", va="bottom", fontsize=9)
-    ax.text(ridge * 1.05, peak / 60, f"ridge\n{ridge:.1f} FLOP/B", fontsize=8, color="grey")
 
     for row in rows:  # numbaconv <-> torch, per layer
         if row.get("torch_s"):
@@ -86,22 +81,27 @@ def roofline(report: dict, path: str, title: str | None = None) -> str:
     ax.set_yscale("log")
     ax.set_xlim(low, high)
     all_rates = [r["flops"] / r[key] / 1e9 for _, key, *_ in CONTENDERS for r in rows if r.get(key)]
-    ax.set_ylim(min(min(all_rates) / 2, peak / 1e3), peak * 2.5)
+    ax.set_ylim(min(min(all_rates) / 2, peak / 1e3), peak * 3)
     ax.set_xlabel("arithmetic intensity (FLOP per byte of compulsory memory traffic)")
     ax.set_ylabel("attained GFLOP/s")
     ax.grid(True, which="major", alpha=0.3)
     ax.grid(True, which="minor", alpha=0.08)
-    settings, machine = report["settings"], report["machine"]
-    ax.set_title(title or (f"numbaconv roofline: {settings['suite']}, batch {settings['batch']}, {settings['dtype']}, "
-                           f"{machine['numba_threads']} threads\n{machine['cpu']}"), fontsize=10)
-
+    # roof labels where no point can be: above the roofs, left of the ridge; the slanted one along its line
+    ax.text(low * 1.15, peak * 1.12, f"compute roof: {peak:.0f} GFLOP/s (BLAS GEMM)", ha="left", va="bottom", fontsize=9)
+    fig.canvas.draw()
+    start, end = low * 1.15, min(ridge / 1.5, low * 30)
+    (x0, y0), (x1, y1) = ax.transData.transform([(start, start * bandwidth), (end, end * bandwidth)])
+    ax.text(start, start * bandwidth * 1.35, f"memory roof: {bandwidth:.1f} GB/s", fontsize=9, ha="left",
+            va="bottom", rotation=math.degrees(math.atan2(y1 - y0, x1 - x0)), rotation_mode="anchor")
+    ax.text(ridge * 1.06, peak * 1.12, f"ridge: {ridge:.1f} FLOP/B", fontsize=8, color="grey", va="bottom")
     families = [Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in COLOURS.items()
                 if any(r["kind"] == k for r in rows)]
     markers = [Line2D([], [], marker=m, ls="", markersize=math.sqrt(s), label=label, color="dimgrey",
                       markerfacecolor="dimgrey" if filled else "none") for label, m, filled, s in used]
-    first = ax.legend(handles=families, title="family", loc="upper left", fontsize=8, title_fontsize=8)
-    ax.add_artist(first)
-    ax.legend(handles=markers, title="contender", loc="lower right", fontsize=8, title_fontsize=8)
+    while len(families) < len(markers):  # one column per kind of entry
+        families.append(Line2D([], [], ls="", label=""))
+    ax.legend(handles=families + markers, loc="lower right", ncol=2, fontsize=8, title="colour: family, marker: contender",
+              title_fontsize=8, framealpha=0.9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import math
 
-from . import workloads
-
 COLUMNS = ["layer", "family", "shape", "kernel", "first call ms", "ms", "GFLOP/s", "GB/s", "roofline",
            "vs reference", "vs torch", "vs BLAS"]
 TEXT_COLUMNS = ("layer", "family", "shape", "kernel")
 
 NOTES = ("ms: median of the repeats after a warm-up call.  first call: that kernel's first call in the process "
-         "(JIT compile or load from Numba's cache), blank when loaded before.  roofline: the least time this "
+         "(JIT compile or load from Numba's cache; the run's first also pays Numba's start-up), blank when loaded before.  roofline: the least time this "
          "machine's measured roofs allow / our time (1 = at the roof; above 1 when the data stays in cache).  "
          "vs X: X's time / numbaconv's time (above 1: numbaconv faster).  vs BLAS: the same GEMM through NumPy's "
          "matmul.")
@@ -48,7 +46,7 @@ def limits_line(report: dict) -> str:
     limits = report.get("limits")
     if not limits:
         return ""
-    return (f"roofs measured at start: {limits['peak_flops_per_s'] / 1e9:.0f} GFLOP/s ({limits['gemm']}), "
+    return (f"roofs measured in the run: {limits['peak_flops_per_s'] / 1e9:.0f} GFLOP/s ({limits['gemm']}), "
             f"{limits['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s copy ({limits['copy']})")
 
 
@@ -77,28 +75,46 @@ def markdown_rows(report: dict) -> str:
     return _markdown(COLUMNS, [cells(row) for row in report["rows"]])
 
 
-def markdown_summary(report: dict) -> str:
-    """Geometric means per network and family, then whole-network convolution time, then the machine."""
-    header = ["network", "family", "layers", "vs reference", "vs torch", "vs BLAS", "roofline"]
-    body = []
-    for net, kinds in report["summary"]["networks"].items():
-        for kind, values in kinds.items():
-            body.append([net, kind, str(values["layers"]), ratio(values["geomean_speedup_vs_reference"]),
-                         ratio(values["geomean_speedup_vs_torch"]), ratio(values["geomean_fraction_of_blas"]),
-                         fraction(values["geomean_roofline_fraction"])])
-    for kind, values in report["summary"]["families"].items():
-        body.append(["**all**", f"**{kind}**", str(values["layers"]), ratio(values["geomean_speedup_vs_reference"]),
-                     ratio(values["geomean_speedup_vs_torch"]), ratio(values["geomean_fraction_of_blas"]),
-                     fraction(values["geomean_roofline_fraction"])])
-    parts = [_markdown(header, body)]
+def _family_cells(values: dict) -> list[str]:
+    return [str(values["layers"]), ratio(values["geomean_speedup_vs_reference"]), ratio(values["geomean_speedup_vs_torch"]),
+            ratio(values["geomean_fraction_of_blas"]), fraction(values["geomean_roofline_fraction"])]
+
+
+FAMILY_HEADER = ["layers", "vs reference", "vs torch", "vs BLAS", "roofline"]
+
+
+def markdown_families(report: dict) -> str:
+    """Geometric means per family over every row."""
+    body = [[kind] + _family_cells(values) for kind, values in report["summary"]["families"].items()]
+    return _markdown(["family"] + FAMILY_HEADER, body)
+
+
+def markdown_networks(report: dict) -> str:
+    """Geometric means per network and family."""
+    body = [[net, kind] + _family_cells(values)
+            for net, kinds in report["summary"]["networks"].items() for kind, values in kinds.items()]
+    return _markdown(["network", "family"] + FAMILY_HEADER, body)
+
+
+def markdown_totals(report: dict) -> str:
+    """Per complete network: all its convolutions of one forward pass (each shape times its count)."""
     totals = [(net, t) for net, t in report.get("network_totals", {}).items() if t.get("complete")]
+    header = ["network", "convolutions", "numbaconv ms", "torch ms", "vs torch", "reference ms"]
+    body = [[net, str(t["convolutions"]), f"{t['numbaconv_s'] * 1e3:.1f}",
+             f"{t['torch_s'] * 1e3:.1f}" if t.get("torch_s") else "-",
+             ratio(t["torch_s"] / t["numbaconv_s"]) if t.get("torch_s") else "-", f"{t['reference_s'] * 1e3:.1f}"]
+            for net, t in totals]
+    return _markdown(header, body) if body else ""
+
+
+def markdown_summary(report: dict, short: bool = False) -> str:
+    """The Markdown summary: per family (``short``) or per network and family, then the
+    whole-network times, then a footnote with the machine, versions and roofs."""
+    parts = [markdown_families(report) if short else markdown_networks(report)]
+    totals = markdown_totals(report)
     if totals:
-        header = ["network", "convolutions", "numbaconv ms", "torch ms", "vs torch", "reference ms"]
-        body = [[net, str(t["convolutions"]), f"{t['numbaconv_s'] * 1e3:.1f}",
-                 milliseconds(t.get("torch_s")) or "-",
-                 ratio(t["torch_s"] / t["numbaconv_s"]) if t.get("torch_s") else "-", f"{t['reference_s'] * 1e3:.1f}"]
-                for net, t in totals]
-        parts.append("All convolutions of one forward pass (each shape times its count):\n\n" + _markdown(header, body))
+        parts.append("All convolutions of one forward pass (each layer shape times its count in the network):\n\n"
+                     + totals)
     parts.append(footnote(report))
     return "\n\n".join(parts)
 
@@ -111,6 +127,3 @@ def footnote(report: dict) -> str:
             f"{settings['dtype']}, batch {settings['batch']}, median of {settings['repeat']}; {report['date'][:10]}. "
             + limits_line(report) + ".")
 
-
-def family_order(report: dict) -> list[str]:
-    return [k for k in workloads.FAMILIES if k in report["summary"]["families"]]

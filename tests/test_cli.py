@@ -54,11 +54,16 @@ def test_report_is_strict_json(report_file):
 
 
 def test_report_command_prints_markdown(report_file, capsys):
-    assert cli.main(["report", str(report_file), "--markdown", "--rows"]) == 0
+    assert cli.main(["report", str(report_file), "--markdown"]) == 0
     printed = capsys.readouterr().out
     assert "| network | family | layers | vs reference |" in printed
-    assert "| mobilenet_v2/b1_dw | depthwise |" in printed
-    assert "roofs measured at start" in printed
+    assert "| mobilenet_v2 | depthwise | 1 |" in printed
+    assert "roofs measured in the run" in printed
+    assert cli.main(["report", str(report_file), "--markdown", "--short"]) == 0
+    assert "| family | layers | vs reference |" in capsys.readouterr().out
+    assert cli.main(["report", str(report_file), "--markdown", "--rows"]) == 0
+    printed = capsys.readouterr().out
+    assert "| mobilenet_v2/b1_dw | depthwise |" in printed and len(printed.strip().splitlines()) == 2 + 3
 
 
 def test_roofline_plot(report_file, tmp_path):
