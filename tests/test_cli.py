@@ -12,6 +12,10 @@ import pytest
 
 from numbaconv import bench, cli, limits, plot, workloads
 
+import importlib.util
+
+HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None  # the 'plot' extra (in 'test' too)
+
 ROW_KEYS = {"layer", "network", "kind", "shape", "kernel", "time_s", "first_call_s", "gflops", "gbps", "intensity",
             "roofline_s", "roofline_fraction", "speedup_vs_reference", "speedup_vs_torch", "fraction_of_blas"}
 
@@ -20,8 +24,9 @@ ROW_KEYS = {"layer", "network", "kind", "shape", "kernel", "time_s", "first_call
 def report_file(tmp_path_factory):
     """One small run shared by the tests below: the first three MobileNetV2 layers (one per family)."""
     path = tmp_path_factory.mktemp("bench") / "r.json"
+    plot_args = ["--plot", str(path.with_suffix(".png"))] if HAVE_MATPLOTLIB else []
     assert cli.main(["bench", "--suite", "mobilenet_v2", "--quick", "--repeat", "1", "--limit", "3", "--no-torch",
-                     "--json", str(path)]) == 0
+                     "--json", str(path), *plot_args]) == 0
     return path
 
 
@@ -68,6 +73,8 @@ def test_report_command_prints_markdown(report_file, capsys):
 
 def test_roofline_plot(report_file, tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib (the 'plot' extra) is not installed")
+    drawn_by_bench = report_file.with_suffix(".png")
+    assert drawn_by_bench.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     path = tmp_path / "roofline.png"
     assert cli.main(["report", str(report_file), "--plot", str(path)]) == 0
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
