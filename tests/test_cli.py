@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -11,8 +12,6 @@ import sys
 import pytest
 
 from numbaconv import bench, cli, limits, plot, workloads
-
-import importlib.util
 
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None  # the 'plot' extra (in 'test' too)
 
