@@ -14,7 +14,7 @@ from .spec import DEVICES
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            padding_mode="zeros", activation=None, layout="NCHW", out=None,
-           algorithm="auto", device=None):
+           algorithm="auto", device=None, stream=None):
     """2-D convolution with the semantics of ``torch.nn.functional.conv2d``.
 
     Parameters
@@ -31,20 +31,25 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     layout : ``'NCHW'`` or ``'NHWC'`` for x and the result (weight is always (C_out, C_in/g, kH, kW)).
     out : preallocated result of the exact shape and dtype; must not overlap an input.
     algorithm : ``'auto'`` or a name from :func:`numbaconv.algorithms`.
-    device : None (follow the data) or ``'cpu'``.
+    device : None (follow the data), ``'cpu'`` or ``'cuda'``.  Arrays exposing
+        ``__cuda_array_interface__`` (Numba device arrays, CuPy arrays, torch CUDA tensors) run on the
+        GPU without a host round trip, and the result is of x's family (zero-copy); ``'cuda'`` with
+        NumPy arrays copies in and out.  Host and device arrays cannot be mixed in one call.
+    stream : CUDA only: a Numba, CuPy or torch stream to launch on; by default x's current stream.
 
     Returns the result, of x's dtype, in x's layout; ``out`` itself when given.
     Inputs are never modified; any strides are accepted.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
-    on_gpu = [name for name, value in (("x", x), ("weight", weight), ("bias", bias), ("out", out))
-              if arrays.is_cuda_array(value)]
-    if device == "cuda" or on_gpu:
-        raise NotImplementedError(
-            "the CUDA kernels are not part of this version of numbaconv"
-            + (f" ({', '.join(on_gpu)} {'is a CUDA array' if len(on_gpu) == 1 else 'are CUDA arrays'})" if on_gpu else "")
-        )
+    if device == "cuda" or any(arrays.is_cuda_array(value) for value in (x, weight, bias, out)):
+        from .cuda import run as cuda_run
+
+        return cuda_run.conv2d(x, weight, bias, stride, padding, dilation, groups, padding_mode=padding_mode,
+                               activation=activation, layout=layout, out=out, algorithm=algorithm, device=device,
+                               stream=stream)
+    if stream is not None:
+        raise ValueError("stream= applies to CUDA arrays only, got NumPy input")
     x, weight, bias, spec = arrays.accept(x, weight, bias, stride, padding, dilation, groups, padding_mode=padding_mode,
                                           activation=activation, layout=layout, out=out)
     chosen, _ = dispatch.select(spec, algorithm)
@@ -57,19 +62,19 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
 
 
 def pointwise_conv2d(x, weight, bias=None, stride=1, *, padding_mode="zeros", activation=None,
-                     layout="NCHW", out=None, algorithm="auto", device=None):
+                     layout="NCHW", out=None, algorithm="auto", device=None, stream=None):
     """1x1 convolution (channel mixing): ``weight`` is (C_out, C_in, 1, 1); no padding, groups=1."""
-    shape = np.shape(weight)
+    shape = tuple(np.shape(weight))
     if len(shape) != 4 or shape[2:] != (1, 1):
         raise ValueError(f"pointwise_conv2d needs a (C_out, C_in, 1, 1) weight, got weight.shape {shape}")
     return conv2d(x, weight, bias, stride, 0, 1, 1, padding_mode=padding_mode, activation=activation,
-                  layout=layout, out=out, algorithm=algorithm, device=device)
+                  layout=layout, out=out, algorithm=algorithm, device=device, stream=stream)
 
 
 def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, *, padding_mode="zeros",
-                     activation=None, layout="NCHW", out=None, algorithm="auto", device=None):
+                     activation=None, layout="NCHW", out=None, algorithm="auto", device=None, stream=None):
     """Depthwise convolution, groups = C_in: ``weight`` is (m*C_in, 1, kH, kW) for channel multiplier m."""
-    x_shape, w_shape = np.shape(x), np.shape(weight)
+    x_shape, w_shape = tuple(np.shape(x)), tuple(np.shape(weight))
     if len(x_shape) not in (3, 4):
         raise ValueError(f"x must be 4-D or 3-D, got shape {x_shape}")
     channel_axis = -1 if layout == "NHWC" else -3
@@ -79,11 +84,11 @@ def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, *, p
             f"depthwise_conv2d needs a (m*C_in, 1, kH, kW) weight for C_in={in_channels}, got weight.shape {w_shape}"
         )
     return conv2d(x, weight, bias, stride, padding, dilation, in_channels, padding_mode=padding_mode,
-                  activation=activation, layout=layout, out=out, algorithm=algorithm, device=device)
+                  activation=activation, layout=layout, out=out, algorithm=algorithm, device=device, stream=stream)
 
 
 def grouped_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
-                   activation=None, layout="NCHW", out=None, algorithm="auto", device=None):
+                   activation=None, layout="NCHW", out=None, algorithm="auto", device=None, stream=None):
     """Grouped convolution: C_in and C_out split into ``groups`` independent convolutions."""
     return conv2d(x, weight, bias, stride, padding, dilation, groups, padding_mode=padding_mode,
-                  activation=activation, layout=layout, out=out, algorithm=algorithm, device=device)
+                  activation=activation, layout=layout, out=out, algorithm=algorithm, device=device, stream=stream)

@@ -8,6 +8,8 @@ written: any copy we make is our own.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .spec import ConvSpec, check_dtypes
@@ -17,7 +19,10 @@ NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge
 
 
 def is_cuda_array(value) -> bool:
-    return hasattr(value, "__cuda_array_interface__")
+    """Exposes ``__cuda_array_interface__`` (or is a device array of Numba's CUDA simulator)."""
+    if hasattr(value, "__cuda_array_interface__"):
+        return True
+    return type(value).__name__ == "FakeCUDAArray" and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 
 def as_host_array(value, name: str) -> np.ndarray:

@@ -126,14 +126,63 @@ def contenders(layer: workloads.Layer, batch: int = 1, dtype="float32", torch_mo
     return calls
 
 
+def cuda_contenders(layer: workloads.Layer, batch: int = 1, dtype="float32", torch_module=None) -> dict:
+    """The GPU registry: numbaconv on Numba device arrays, the host reference, torch/cuDNN (TF32 off,
+    NCHW and channels_last) when torch has CUDA, and for pointwise layers the same GEMM through
+    CuPy's cuBLAS when CuPy is installed.  Every call ends with a device synchronisation, so a
+    time is the kernel's, without transfers."""
+    from numba import cuda
+
+    spec, x, weight, bias, kwargs = problem(layer, batch, dtype)
+    d_x, d_w, d_b = cuda.to_device(x), cuda.to_device(weight), cuda.to_device(bias)
+    d_out = cuda.device_array(spec.out_shape, dtype)
+
+    def ours():
+        api.conv2d(d_x, d_w, d_b, out=d_out, **kwargs)
+        cuda.synchronize()
+
+    calls = {"numbaconv": ours, "reference": lambda: reference.conv2d(x, weight, bias, **kwargs)}
+    if torch_module is not None and torch_module.cuda.is_available():
+        torch = torch_module
+        torch.backends.cudnn.allow_tf32 = False  # fair float32: no TF32 tensor cores
+        torch.backends.cuda.matmul.allow_tf32 = False
+        for layout in ("NCHW", "channels_last"):
+            tx, tw, tb = (torch.from_numpy(a).cuda() for a in (x, weight, bias))
+            if layout == "channels_last":
+                tx, tw = (t.contiguous(memory_format=torch.channels_last) for t in (tx, tw))
+
+            def call(tx=tx, tw=tw, tb=tb):
+                with torch.no_grad():
+                    torch.nn.functional.conv2d(tx, tw, tb, **kwargs)
+                torch.cuda.synchronize()
+
+            calls[f"torch_{layout.lower()}"] = call
+    if spec.family == "pointwise":
+        try:
+            import cupy
+        except ImportError:
+            cupy = None
+        if cupy is not None:
+            operand = cupy.asarray(np.ascontiguousarray(x[:, :, :: layer.stride, :: layer.stride]).reshape(
+                batch, layer.in_channels, -1))
+            matrix = cupy.asarray(weight.reshape(layer.out_channels, layer.in_channels))
+
+            def gemm():
+                cupy.matmul(matrix, operand)
+                cupy.cuda.get_current_stream().synchronize()
+
+            calls["blas"] = gemm
+    return calls
+
+
 def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat: int = 10,
                 reference_repeat: int = 3, torch_module=None, limits: dict | None = None,
-                first_calls: dict | None = None) -> Row:
+                first_calls: dict | None = None, device: str = "cpu") -> Row:
     """Time one layer on every contender.  ``first_calls`` (kernel name -> seconds) collects each
     kernel's first call across a run; ``limits`` (from :func:`numbaconv.limits.measure`) gives the roofs."""
     spec = layer.spec(batch, dtype)
-    chosen, _ = dispatch.select(spec)
-    calls = contenders(layer, batch, dtype, torch_module)
+    chosen, _ = dispatch.select(spec, device=device)
+    calls = (cuda_contenders if device == "cuda" else contenders)(layer, batch, dtype, torch_module)
 
     start = time.perf_counter()
     calls["numbaconv"]()
@@ -155,7 +204,7 @@ def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat:
     if limits:
         add_roofline([row], limits)
 
-    if torch_module is not None:
+    if "torch_nchw" in calls:
         times = {layout: median_seconds(calls[f"torch_{layout.lower()}"], repeat)
                  for layout in ("NCHW", "channels_last")}
         row.torch_layout = min(times, key=times.get)
@@ -195,7 +244,32 @@ def machine_info() -> dict:
     torch = torch_or_none()
     info["torch"] = None if torch is None else torch.__version__
     info["gpu"] = _gpu_name()
+    if info["gpu"]:
+        info.update(_cuda_versions())
     return info
+
+
+def _cuda_versions() -> dict:
+    from importlib import metadata
+
+    versions = {}
+    try:
+        versions["numba_cuda"] = metadata.version("numba-cuda")
+    except metadata.PackageNotFoundError:
+        versions["numba_cuda"] = None
+    try:
+        from numba import cuda
+
+        versions["cuda_driver"] = ".".join(map(str, cuda.cudadrv.driver.driver.get_version()))
+    except Exception:
+        versions["cuda_driver"] = None
+    try:
+        import cupy
+
+        versions["cupy"] = cupy.__version__
+    except ImportError:
+        versions["cupy"] = None
+    return versions
 
 
 def _cpu_model() -> str:

@@ -60,15 +60,16 @@ def run_bench(args) -> int:
     if args.repeat < 0:
         raise ValueError(f"--repeat must be >= 1, got {args.repeat}")
     if args.device == "cuda":
-        cuda_kernels = [a.name for a in algorithms() if a.device == "cuda"]
-        if not cuda_kernels:
-            raise ValueError("--device cuda: this numbaconv has no CUDA kernels registered yet "
-                             "(numbaconv.algorithms() lists the kernels); use --device cpu")
+        from . import cuda as numbaconv_cuda
+
+        if not numbaconv_cuda.available():
+            raise ValueError("--device cuda: no CUDA device is available here (numba.cuda.is_available() is "
+                             "False); install numba-cuda on a machine with an NVIDIA GPU, or use --device cpu")
     if args.plot:
         plot._require_matplotlib()  # fail before the run, not after it
     repeat = args.repeat or (3 if args.quick else 10)
     torch = None if args.no_torch else bench.torch_or_none()
-    if torch is not None:
+    if torch is not None and args.device == "cpu":
         import numba
 
         torch.set_num_threads(numba.get_num_threads())  # same threads for both sides
@@ -77,10 +78,10 @@ def run_bench(args) -> int:
                 "peers": ["reference", "blas"] + (["torch"] if torch is not None else [])}
     first_calls: dict = {}
     rows = _run_layers(layers, lambda layer: bench.bench_layer(
-        layer, args.batch, args.dtype, repeat, 1 if args.quick else 3, torch, None, first_calls))
+        layer, args.batch, args.dtype, repeat, 1 if args.quick else 3, torch, None, first_calls, args.device))
     # the roofs after the layers, so that a first call is what a fresh process pays (Numba's start-up included)
     print("measuring this machine's roofs (BLAS GEMM, memory copy) ...", flush=True)
-    machine_limits = limits.measure(args.dtype, quick=args.quick)
+    machine_limits = (limits.measure_cuda if args.device == "cuda" else limits.measure)(args.dtype, quick=args.quick)
     bench.add_roofline(rows, machine_limits)
     report = bench.as_json(rows, settings, machine_limits, first_calls)
     _print_table(report)

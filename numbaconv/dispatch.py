@@ -6,7 +6,8 @@ weight, a bias array (zeros when there is none) and a C-contiguous NCHW ``out``.
 
 ``select`` implements the rules ``plan()`` reports:
 pointwise when kH = kW = 1 and groups = 1; depthwise when groups = C_in (any channel
-multiplier); grouped otherwise (dense groups = 1 convolution included).
+multiplier); grouped otherwise (dense groups = 1 convolution included); the CUDA kernels of
+the same families when the data is on the GPU.
 """
 
 from __future__ import annotations
@@ -106,6 +107,33 @@ register(Algorithm("reference", "cpu", "any", "the NumPy oracle (numbaconv.refer
                    _any, _run_reference))
 
 
+# CUDA kernels: numba.cuda is imported only when one runs (numbaconv.cuda.run).
+def _cuda(name):
+    def run(*args):
+        from .cuda import run as cuda_run
+
+        return getattr(cuda_run, name)(*args)
+
+    return run
+
+
+def _cuda_depthwise_unsupported(spec):
+    from .cuda import run as cuda_run
+
+    return cuda_run.depthwise_unsupported(spec)
+
+
+register(Algorithm("cuda_pointwise", "cuda", "pointwise",
+                   "tiled GEMM: 64 channels x 64 pixels per block in shared memory, 4x4 outputs per thread in "
+                   "registers, coalesced along pixels", _needs_pointwise, _cuda("run_gemm")))
+register(Algorithm("cuda_depthwise", "cuda", "depthwise",
+                   "block per (image, channel, spatial tile): input tile + halo and the filter in shared memory, "
+                   "several outputs per thread", _cuda_depthwise_unsupported, _cuda("run_depthwise")))
+register(Algorithm("cuda_grouped", "cuda", "grouped",
+                   "implicit GEMM per group, input patches gathered into shared memory (no im2col in global "
+                   "memory); serves any convolution", _any, _cuda("run_gemm")))
+
+
 def algorithms() -> list[Algorithm]:
     """Every registered kernel, with the device and family it serves."""
     return list(_REGISTRY.values())
@@ -118,16 +146,22 @@ def get(name: str) -> Algorithm:
         raise ValueError(f"algorithm must be 'auto' or one of {sorted(_REGISTRY)}, got {name!r}") from None
 
 
-def select(spec: ConvSpec, algorithm: str = "auto") -> tuple[Algorithm, str]:
-    """The kernel that serves ``spec`` and the reason; ValueError if a forced one cannot."""
+def select(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> tuple[Algorithm, str]:
+    """The kernel that serves ``spec`` on ``device`` and the reason; ValueError if a forced one cannot."""
     if not isinstance(algorithm, str):
         raise TypeError(f"algorithm must be a string, got {type(algorithm).__name__}")
     if algorithm != "auto":
         chosen = get(algorithm)
+        if chosen.device != device:
+            raise ValueError(f"algorithm={algorithm!r} runs on the {chosen.device.upper()}, but the data is on the "
+                             f"{device.upper()}; the {device.upper()} kernels are "
+                             f"{sorted(a.name for a in _REGISTRY.values() if a.device == device)}")
         why_not = chosen.unsupported(spec)
         if why_not:
             raise ValueError(f"algorithm={algorithm!r} cannot serve this convolution: it {why_not}")
         return chosen, f"forced by algorithm={algorithm!r}"
+    if device == "cuda":
+        return _select_cuda(spec)
     if spec.is_pointwise:
         return _REGISTRY["pointwise_blas"], (
             "1x1 kernel with groups=1 is a GEMM (C_out x C_in times C_in x pixels); the BLAS path is "
@@ -143,6 +177,21 @@ def select(spec: ConvSpec, algorithm: str = "auto") -> tuple[Algorithm, str]:
         f"groups={spec.groups} with {spec.in_channels_per_group} input channels per group and a "
         f"{spec.kernel_height}x{spec.kernel_width} kernel: implicit GEMM per group"
     )
+
+
+def _select_cuda(spec: ConvSpec) -> tuple[Algorithm, str]:
+    if spec.is_pointwise:
+        return _REGISTRY["cuda_pointwise"], "1x1 kernel with groups=1: a tiled GEMM (C_out x C_in times C_in x pixels)"
+    if spec.is_depthwise:
+        why_not = _REGISTRY["cuda_depthwise"].unsupported(spec)
+        if why_not is None:
+            return _REGISTRY["cuda_depthwise"], (
+                f"groups == in_channels == {spec.in_channels}: one filter per channel, memory-bound; "
+                "staged in shared memory")
+        return _REGISTRY["cuda_grouped"], f"depthwise, but the depthwise kernel {why_not}: implicit GEMM instead"
+    return _REGISTRY["cuda_grouped"], (
+        f"groups={spec.groups} with {spec.in_channels_per_group} input channels per group and a "
+        f"{spec.kernel_height}x{spec.kernel_width} kernel: implicit GEMM per group")
 
 
 @dataclass(frozen=True)
@@ -168,8 +217,8 @@ def plan(x_shape, weight_shape, bias=False, stride=1, padding=0, dilation=1, gro
 
     ``bias`` is ``True``/``False`` (or a shape, or an array): whether a bias is added.
     """
-    if device not in (None, "cpu"):
-        raise ValueError(f"plan covers the CPU kernels; device={device!r} is not available in this version")
+    if device not in (None, "cpu", "cuda"):
+        raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
     if bias is True:
         bias_shape = (weight_shape[0],)
     elif bias is False or bias is None:
@@ -178,6 +227,6 @@ def plan(x_shape, weight_shape, bias=False, stride=1, padding=0, dilation=1, gro
         bias_shape = np.shape(bias) if hasattr(bias, "shape") else bias
     spec = ConvSpec.from_shapes(x_shape, weight_shape, bias_shape, stride, padding, dilation, groups,
                                 dtype=dtype, padding_mode=padding_mode, activation=activation, layout=layout)
-    chosen, reason = select(spec, algorithm)
+    chosen, reason = select(spec, algorithm, device or "cpu")
     return Plan(kernel=chosen.name, reason=reason, device=chosen.device, family=spec.family,
                 out_shape=spec.out_shape, spec=spec, **cost.summary(spec))

@@ -68,3 +68,47 @@ def measure(dtype="float32", quick: bool = False) -> dict:
         "copy": f"{megabytes} MiB array, best of {repeat}, read + write bytes",
         "copy_bytes_per_s": copies,
     }
+
+
+def measure_cuda(dtype="float32", quick: bool = False) -> dict:
+    """The GPU's roofs: device-to-device copy bandwidth (read + write bytes) on a large array, and
+    the GEMM rate of cuBLAS (through torch with TF32 off, or CuPy) when either is installed,
+    else of numbaconv's own CUDA GEMM kernel (then labelled so)."""
+    from numba import cuda
+
+    from . import api
+
+    megabytes = 256 if quick else 1024
+    source = cuda.to_device(np.ones(megabytes * (1 << 20) // 8, np.float64))
+    destination = cuda.device_array_like(source)
+
+    def copy():
+        destination.copy_to_device(source)
+        cuda.synchronize()
+
+    bandwidth = 2.0 * source.nbytes / _best_seconds(copy, 5)
+    size = 4096
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size)).astype(dtype)
+    how = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.backends.cuda.matmul.allow_tf32 = False
+            ta, tb = torch.from_numpy(a).cuda(), torch.from_numpy(a).cuda()
+            seconds = _best_seconds(lambda: (torch.matmul(ta, tb), torch.cuda.synchronize()), 5)
+            how = f"torch.matmul (cuBLAS, TF32 off) {size}x{size} {np.dtype(dtype).name}, best of 5"
+    except ImportError:
+        pass
+    if how is None:
+        x = cuda.to_device(a.reshape(1, size, size, 1))
+        w = cuda.to_device(a.reshape(size, size, 1, 1))
+        seconds = _best_seconds(lambda: (api.conv2d(x, w), cuda.synchronize()), 3)
+        how = f"numbaconv cuda_pointwise {size}x{size} {np.dtype(dtype).name} (no cuBLAS peer installed), best of 3"
+    return {
+        "peak_flops_per_s": 2.0 * size**3 / seconds,
+        "bandwidth_bytes_per_s": bandwidth,
+        "gemm": how,
+        "copy": f"{megabytes} MiB device-to-device copy, best of 5, read + write bytes",
+    }

@@ -90,7 +90,7 @@ def test_bench_prints_the_table(capsys):
     (["bench", "--suite", "vgg16"], "suite must be"),
     (["bench", "--device", "tpu"], "invalid choice: 'tpu'"),
     (["bench", "--batch", "0"], "--batch must be >= 1, got 0"),
-    (["bench", "--device", "cuda"], "--device cuda: this numbaconv has no CUDA kernels"),
+    (["bench", "--device", "cuda"], "--device cuda: no CUDA device is available here"),
     (["report", "/nonexistent/r.json"], "No such file"),
 ])
 def test_bench_rejects_bad_arguments(argv, message, capsys):

@@ -102,13 +102,25 @@ def test_out_must_not_overlap_inputs():
         numbaconv.conv2d(x, weight, groups=4, out=read_only)
 
 
-def test_cuda_requests_are_refused_clearly():
+def test_host_and_device_arrays_cannot_be_mixed():
     class FakeCudaArray:
         __cuda_array_interface__ = {"shape": (1, 4, 6, 6), "typestr": "<f4", "data": (0, False), "version": 3}
 
-    with pytest.raises(NotImplementedError, match="CUDA kernels are not part of this version.*x is a CUDA array"):
+    message = "arrays must all be on the host or all on the GPU: x is a CUDA array but weight is not"
+    with pytest.raises(TypeError, match=message):
         numbaconv.conv2d(FakeCudaArray(), np.zeros((4, 1, 1, 1), np.float32), groups=4)
-    with pytest.raises(NotImplementedError, match="CUDA kernels"):
+    with pytest.raises(ValueError, match="device='cpu' but weight, x are CUDA arrays"):
+        numbaconv.conv2d(FakeCudaArray(), FakeCudaArray(), device="cpu")
+    with pytest.raises(ValueError, match="stream= applies to CUDA arrays only"):
+        numbaconv.conv2d(X, W, groups=2, stream=object())
+
+
+def test_device_cuda_without_a_gpu_says_so():
+    from numbaconv import cuda as numbaconv_cuda
+
+    if numbaconv_cuda.available():
+        pytest.skip("a CUDA device (or the simulator) is available here")
+    with pytest.raises(RuntimeError, match="no CUDA device is available"):
         numbaconv.conv2d(X, W, groups=2, device="cuda")
 
 

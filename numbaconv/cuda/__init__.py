@@ -1,0 +1,28 @@
+"""numba.cuda kernels, one module per family, with their launch configuration in ``launch``.
+
+Importing this package does not import ``numba.cuda``: :func:`available` does, on demand,
+so the CPU library works where numba-cuda is absent.  Under ``NUMBA_ENABLE_CUDASIM=1``
+the same kernels run in Numba's CUDA simulator (every thread in Python), which is how CI
+tests them; the tile sizes shrink there (see ``launch``) so that tiny inputs still span
+several blocks.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def simulated() -> bool:
+    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def available() -> bool:
+    """Whether CUDA kernels can run here: a GPU with its driver, or the simulator."""
+    try:
+        from numba import cuda
+    except Exception:  # numba-cuda absent or broken
+        return False
+    try:
+        return bool(cuda.is_available())
+    except Exception:
+        return False

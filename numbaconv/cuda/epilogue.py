@@ -1,0 +1,61 @@
+"""Device-side pieces shared by the CUDA kernels: the fused bias + activation of the store,
+and the padded copy used for the non-zero padding modes."""
+
+from __future__ import annotations
+
+import math
+
+from numba import cuda
+
+
+@cuda.jit(device=True, inline=True, cache=True)
+def activate(value, code):
+    """The activation codes of ``spec.ACTIVATIONS`` (0 none, 1 relu, 2 relu6, 3 silu,
+    4 hardswish), written so that NaN falls through unchanged, as on the CPU and in torch."""
+    if code == 1:
+        return value * 0 if value < 0 else value
+    if code == 2:
+        if value < 0:
+            return value * 0
+        return value * 0 + 6 if value > 6 else value
+    if code == 3:
+        return value / (1 + math.exp(-value))
+    if code == 4:
+        gate = value + 3
+        if gate < 0:
+            return value * 0
+        if gate > 6:
+            return value
+        return value * gate / 6
+    return value
+
+
+@cuda.jit(device=True, inline=True, cache=True)
+def source_index(i, size, mode):
+    """Where padded index ``i`` (may be < 0 or >= size) reads from: 1 reflect, 2 replicate, 3 circular."""
+    if mode == 1:
+        if i < 0:
+            return -i
+        if i >= size:
+            return 2 * (size - 1) - i
+        return i
+    if mode == 2:
+        return min(max(i, 0), size - 1)
+    return (i % size + size) % size
+
+
+@cuda.jit(cache=True)
+def pad_copy(x, out, pad_top, pad_left, mode):
+    """out[n, c, i, j] = x[n, c, source(i - pad_top), source(j - pad_left)]: one thread per element."""
+    index = cuda.grid(1)
+    n_images, channels, height, width = out.shape
+    if index >= n_images * channels * height * width:
+        return
+    j = index % width
+    rest = index // width
+    i = rest % height
+    rest //= height
+    c = rest % channels
+    n = rest // channels
+    rows, columns = x.shape[2], x.shape[3]
+    out[n, c, i, j] = x[n, c, source_index(i - pad_top, rows, mode), source_index(j - pad_left, columns, mode)]

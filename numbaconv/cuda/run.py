@@ -1,0 +1,233 @@
+"""``conv2d`` on CUDA arrays: array families, zero-copy views, streams and the kernel launches.
+
+Data flow is the CPU's: arguments -> ConvSpec (validated once, before anything runs on the
+GPU) -> dispatch picks a CUDA kernel -> the kernel writes a batched NCHW *view* of the result
+-> the result in the caller's array family and layout.  Views are strided, never copies:
+an NHWC input is read through its NCHW-ordered strides, an NHWC result is written the same
+way, and Numba, CuPy and torch arrays are wrapped through ``__cuda_array_interface__``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from .. import dispatch
+from ..arrays import is_cuda_array
+from ..spec import PADDING_MODES, ConvSpec, check_dtypes
+from . import launch, simulated
+
+ARRAY_NAMES = ("x", "weight", "bias", "out")
+
+
+def family(value) -> str:
+    """'numba', 'cupy', 'torch' or 'cuda_array_interface' (any other exporter)."""
+    module = type(value).__module__.split(".")[0]
+    if module in ("cupy", "torch"):
+        return module
+    if module in ("numba", "numba_cuda") or hasattr(value, "copy_to_host"):
+        return "numba"
+    return "cuda_array_interface"
+
+
+def as_numba(value):
+    """A Numba device array sharing ``value``'s memory (no copy)."""
+    if family(value) == "numba":
+        return value
+    return cuda.as_cuda_array(value)
+
+
+def strided_view(array, shape, strides):
+    """A view of device ``array``'s memory with the given shape and byte strides (no copy)."""
+    if simulated():
+        host = np.lib.stride_tricks.as_strided(array._ary, shape, strides)
+        return cuda.simulator.cudadrv.devicearray.FakeCUDAArray(host)
+    return cuda.cudadrv.devicearray.DeviceNDArray(shape, strides, array.dtype, stream=array.stream,
+                                                 gpu_data=array.gpu_data)
+
+
+def nchw_view(array, spec: ConvSpec):
+    """The batched NCHW view of a caller's x or result (unbatched or NHWC)."""
+    shape, strides = list(array.shape), list(array.strides)
+    if not spec.batched:
+        shape, strides = [1] + shape, [0] + strides
+    if spec.layout == "NHWC":
+        shape = [shape[0], shape[3], shape[1], shape[2]]
+        strides = [strides[0], strides[3], strides[1], strides[2]]
+    if tuple(shape) == array.shape and tuple(strides) == array.strides:
+        return array
+    return strided_view(array, tuple(shape), tuple(strides))
+
+
+def _memory_range(array):
+    """[start, end) bytes an array can touch."""
+    start = end = array.__cuda_array_interface__["data"][0]
+    for size, stride in zip(array.shape, array.strides):
+        if size == 0:
+            return start, start
+        if stride < 0:
+            start += (size - 1) * stride
+        else:
+            end += (size - 1) * stride
+    return start, end + array.dtype.itemsize
+
+
+def _overlap(a, b) -> bool:
+    if simulated():
+        return bool(np.may_share_memory(a._ary, b._ary))
+    a0, a1 = _memory_range(a)
+    b0, b1 = _memory_range(b)
+    return a0 < b1 and b0 < a1
+
+
+def _stream_of(value, stream):
+    """The stream to launch on: the caller's ``stream=`` (a Numba stream, or a CuPy/torch stream
+    converted without synchronisation), else x's family's current stream, else the default."""
+    if stream is not None:
+        if hasattr(stream, "cuda_stream"):  # torch.cuda.Stream
+            return cuda.external_stream(stream.cuda_stream)
+        if type(stream).__module__.startswith("cupy"):  # cupy.cuda.Stream
+            return cuda.external_stream(stream.ptr)
+        return stream
+    kind = family(value)
+    if kind == "cupy":
+        import cupy
+
+        return cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+    if kind == "torch":
+        import torch
+
+        return cuda.external_stream(torch.cuda.current_stream(value.device).cuda_stream)
+    return getattr(value, "stream", 0) or cuda.default_stream()
+
+
+def _wrap_like(result, like):
+    """The result in the array family of ``like`` (x), sharing memory."""
+    kind = family(like)
+    if kind == "cupy":
+        import cupy
+
+        return cupy.asarray(result)
+    if kind == "torch":
+        import torch
+
+        return torch.as_tensor(result, device=like.device)
+    return result
+
+
+def conv2d(x, weight, bias, stride, padding, dilation, groups, *, padding_mode, activation, layout, out,
+           algorithm, device, stream):
+    """The device path of :func:`numbaconv.conv2d` (called by it; arguments as there)."""
+    arrays = dict(zip(ARRAY_NAMES, (x, weight, bias, out)))
+    present = {name: value for name, value in arrays.items() if value is not None}
+    on_device = {name for name, value in present.items() if is_cuda_array(value)}
+    if on_device and on_device != set(present):
+        host = sorted(set(present) - on_device)
+        raise TypeError(f"arrays must all be on the host or all on the GPU: {', '.join(sorted(on_device))} "
+                        f"{'is a CUDA array' if len(on_device) == 1 else 'are CUDA arrays'} but "
+                        f"{', '.join(host)} {'is' if len(host) == 1 else 'are'} not; move them with "
+                        "numba.cuda.to_device (or cupy.asarray / tensor.cuda())")
+    if device == "cpu":
+        raise ValueError(f"device='cpu' but {', '.join(sorted(on_device))} "
+                         f"{'is a CUDA array' if len(on_device) == 1 else 'are CUDA arrays'}")
+    available_or_raise()
+    if not on_device:  # device='cuda' with host arrays: copy in, run, copy out
+        host_out = out
+        if out is not None and not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        device_arrays = [None if a is None else cuda.to_device(np.ascontiguousarray(a)) for a in (x, weight, bias)]
+        result = conv2d(*device_arrays, stride, padding, dilation, groups, padding_mode=padding_mode,
+                        activation=activation, layout=layout, out=None, algorithm=algorithm, device="cuda",
+                        stream=stream)
+        host = result.copy_to_host()
+        if host_out is None:
+            return host
+        if host_out.shape != host.shape or host_out.dtype != host.dtype:
+            raise ValueError(f"out must have shape {host.shape} and dtype {host.dtype}, "
+                             f"got {host_out.shape} {host_out.dtype}")
+        np.copyto(host_out, host)
+        return host_out
+
+    dx, dw = as_numba(x), as_numba(weight)
+    db = None if bias is None else as_numba(bias)
+    dtype = check_dtypes(np.dtype(dx.dtype), np.dtype(dw.dtype), None if db is None else np.dtype(db.dtype))
+    spec = ConvSpec.from_shapes(dx.shape, dw.shape, None if db is None else db.shape, stride, padding, dilation,
+                                groups, dtype=dtype, padding_mode=padding_mode, activation=activation, layout=layout)
+    chosen, _ = dispatch.select(spec, algorithm, device="cuda")
+    launch_stream = _stream_of(x, stream)
+    if out is not None:
+        result = as_numba(out)
+        if tuple(result.shape) != spec.out_shape or np.dtype(result.dtype) != spec.dtype:
+            raise ValueError(f"out must have shape {spec.out_shape} and dtype {spec.dtype}, "
+                             f"got {tuple(result.shape)} {np.dtype(result.dtype)}")
+        for name, array in (("x", dx), ("weight", dw), ("bias", db)):
+            if array is not None and _overlap(result, array):
+                raise ValueError(f"out must not overlap an input, but it shares memory with {name}")
+    else:
+        result = cuda.device_array(spec.out_shape, dtype, stream=launch_stream)
+    if math.prod(spec.out_shape):
+        bias_values = db if db is not None else cuda.to_device(np.zeros(spec.out_channels, dtype), stream=launch_stream)
+        chosen.run(spec, nchw_view(dx, spec), dw, bias_values, nchw_view(result, spec), launch_stream)
+    return out if out is not None else _wrap_like(result, x)
+
+
+def available_or_raise() -> None:
+    from . import available
+
+    if not available():
+        raise RuntimeError("no CUDA device is available (numba.cuda.is_available() is False): install numba-cuda "
+                           "and a driver, or set NUMBA_ENABLE_CUDASIM=1 to run the kernels in the simulator")
+
+
+# ---- the launches (called through dispatch's registry) ----------------------------------------------
+def _padded(spec: ConvSpec, x, stream):
+    """x with a non-zero padding mode applied (a fresh device array); x itself for zeros."""
+    top, bottom, left, right = spec.padding
+    if spec.padding_mode == "zeros" or not spec.has_padding:
+        return x, top, left
+    n, c, h, w = x.shape
+    padded = cuda.device_array((n, c, h + top + bottom, w + left + right), x.dtype, stream=stream)
+    threads = 128
+    blocks = max(1, math.ceil(padded.size / threads))
+    mode = PADDING_MODES.index(spec.padding_mode)  # zeros 0, reflect 1, replicate 2, circular 3
+    from .epilogue import pad_copy
+
+    pad_copy[blocks, threads, stream](x, padded, top, left, mode)
+    return padded, 0, 0
+
+
+def run_gemm(spec: ConvSpec, x, weight, bias, out, stream):
+    from .gemm import KERNELS
+
+    x, pad_top, pad_left = _padded(spec, x, stream)
+    n, c_out, h_out, w_out = out.shape
+    grid, block = launch.gemm(n, spec.groups, c_out // spec.groups, h_out * w_out)
+    KERNELS[spec.dtype.name][grid, block, stream](x, weight, bias, out, spec.groups, *spec.stride, pad_top, pad_left,
+                                                  *spec.dilation, spec.activation_code)
+
+
+def depthwise_unsupported(spec: ConvSpec) -> str | None:
+    if not spec.is_depthwise:
+        return (f"needs groups == in_channels (one input channel per group), got groups={spec.groups} "
+                f"with in_channels={spec.in_channels}")
+    if spec.kernel_height * spec.kernel_width > launch.DEPTHWISE_MAX_TAPS:
+        return f"stages at most {launch.DEPTHWISE_MAX_TAPS} filter taps, got {spec.kernel_height}x{spec.kernel_width}"
+    if spec.out_channels > launch.MAX_GRID_Y:
+        return f"launches one block row per output channel (at most {launch.MAX_GRID_Y}), got {spec.out_channels}"
+    if launch.depthwise_tile(spec.out_height, spec.out_width, (spec.kernel_height, spec.kernel_width),
+                             spec.stride, spec.dilation) is None:
+        return "needs one output's input window to fit the shared-memory tile (kernel extent too large)"
+    return None
+
+
+def run_depthwise(spec: ConvSpec, x, weight, bias, out, stream):
+    from .depthwise import KERNELS
+
+    x, pad_top, pad_left = _padded(spec, x, stream)
+    n, c_out, h_out, w_out = out.shape
+    tile = launch.depthwise_tile(h_out, w_out, (spec.kernel_height, spec.kernel_width), spec.stride, spec.dilation)
+    grid, block = launch.depthwise(n, c_out, h_out, w_out, tile)
+    KERNELS[spec.dtype.name][grid, block, stream](x, weight, bias, out, spec.channel_multiplier, *spec.stride,
+                                                  pad_top, pad_left, *spec.dilation, spec.activation_code, *tile)
