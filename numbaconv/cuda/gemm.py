@@ -24,6 +24,15 @@ from .launch import (GEMM_BLOCK, GEMM_CHANNELS, GEMM_DEPTH, GEMM_PIXELS, GEMM_TH
 THREADS_X, THREADS_Y = GEMM_BLOCK
 
 
+@cuda.jit(device=True, inline=True, cache=True)
+def reduction_index(k, taps, kernel_w):
+    """Reduction index k -> (input channel in the group, kernel row, kernel column)."""
+    ci = k // taps
+    tap = k - ci * taps
+    r = tap // kernel_w
+    return ci, r, tap - r * kernel_w
+
+
 def _build(scalar):
     @cuda.jit(cache=True)
     def implicit_gemm(x, weight, bias, out, groups, stride_h, stride_w, pad_top, pad_left, dilation_h,
@@ -64,10 +73,8 @@ def _build(scalar):
                 channel = channel0 + c
                 value = scalar(0)
                 if k < depth and channel < out_per_group:
-                    ci = k // taps
-                    tap = k - ci * taps
-                    r = tap // kernel_w
-                    value = weight[group * out_per_group + channel, ci, r, tap - r * kernel_w]
+                    ci, r, s = reduction_index(k, taps, kernel_w)
+                    value = weight[group * out_per_group + channel, ci, r, s]
                 weights_tile[kk, c] = value
             for e in range(thread, GEMM_DEPTH * GEMM_PIXELS, threads):
                 kk = e // GEMM_PIXELS
@@ -76,10 +83,7 @@ def _build(scalar):
                 pixel = pixel0 + p
                 value = scalar(0)
                 if k < depth and pixel < pixels:
-                    ci = k // taps
-                    tap = k - ci * taps
-                    r = tap // kernel_w
-                    s = tap - r * kernel_w
+                    ci, r, s = reduction_index(k, taps, kernel_w)
                     oh = pixel // out_width
                     ih = oh * stride_h - pad_top + r * dilation_h
                     iw = (pixel - oh * out_width) * stride_w - pad_left + s * dilation_w
