@@ -46,14 +46,46 @@ def accept(x, weight, bias, stride, padding, dilation, groups, *, padding_mode, 
     x = as_host_array(x, "x")
     weight = as_host_array(weight, "weight")
     bias = None if bias is None else as_host_array(bias, "bias")
-    dtype = check_dtypes(x.dtype, weight.dtype, None if bias is None else bias.dtype)
-    spec = ConvSpec.from_shapes(
-        x.shape, weight.shape, None if bias is None else bias.shape, stride, padding, dilation, groups,
-        dtype=dtype, padding_mode=padding_mode, activation=activation, layout=layout,
-    )
+    bias_key = None if bias is None else (bias.shape, bias.dtype)
+    key = _call_key(x.shape, x.dtype, weight.shape, weight.dtype, bias_key, stride, padding, dilation, groups,
+                    padding_mode, activation, layout)
+    spec = _SPECS.get(key) if key is not None else None
+    if spec is None:
+        dtype = check_dtypes(x.dtype, weight.dtype, None if bias is None else bias.dtype)
+        spec = ConvSpec.from_shapes(
+            x.shape, weight.shape, None if bias is None else bias.shape, stride, padding, dilation, groups,
+            dtype=dtype, padding_mode=padding_mode, activation=activation, layout=layout,
+        )
+        if key is not None:
+            if len(_SPECS) >= _SPECS_MAX:
+                _SPECS.clear()
+            _SPECS[key] = spec
     if out is not None:
         check_out(out, spec, {"x": x, "weight": weight, "bias": bias})
     return x, weight, bias, spec
+
+
+# Validated specs by call signature: a network calls the same few shapes over and over, and
+# building a ConvSpec (every check of the arguments) costs more than a small kernel runs.  The key
+# holds each argument with its type (stride=True must not hit the entry of stride=1), so a hit
+# means the same arguments that passed every check before; errors are never cached.
+_SPECS: dict = {}
+_SPECS_MAX = 512
+
+
+def _frozen(value):
+    if isinstance(value, (tuple, list)):
+        return (type(value),) + tuple(_frozen(item) for item in value)
+    return (type(value), value)
+
+
+def _call_key(*arguments):
+    key = tuple(_frozen(argument) for argument in arguments)
+    try:
+        hash(key)
+    except TypeError:
+        return None  # an unhashable argument: validate without the cache (and raise, most likely)
+    return key
 
 
 def to_nchw(x: np.ndarray, spec: ConvSpec) -> np.ndarray:

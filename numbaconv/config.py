@@ -25,3 +25,12 @@ TASK_PIXELS = 256
 # Elementwise passes over fewer elements than this run serially: waking Numba's thread pool
 # costs ~50-80 us on this 2-core VM, more than a serial pass over 128K float32 elements.
 PARALLEL_MIN_ELEMENTS = 1 << 17
+
+# Kernels whose work (multiply-adds) is below this run their serial compilation, for the same reason.
+PARALLEL_MIN_WORK = 1 << 15
+
+# Depthwise kernel tiling (cpu/depthwise.py): a task's phase buffer of padded input rows holds at
+# most this many elements (16K float32 = 64 KiB, inside L2), and a task computes about
+# this many outputs (several small planes per task, so the per-task set-up is amortized).
+DEPTHWISE_BUFFER_ELEMENTS = 16384
+DEPTHWISE_TASK_OUTPUTS = 1 << 14

@@ -15,12 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numba
 import numpy as np
 
 from . import arrays, cost, reference
 from .cpu import depthwise as cpu_depthwise
 from .cpu import grouped as cpu_grouped
 from .cpu import pointwise as cpu_pointwise
+from .config import PARALLEL_MIN_WORK
 from .spec import ConvSpec
 
 
@@ -49,10 +51,13 @@ def _needs_pointwise(spec):
 
 
 def _needs_depthwise(spec):
-    if spec.is_depthwise:
-        return None
-    return (f"needs groups == in_channels (one input channel per group), got groups={spec.groups} "
-            f"with in_channels={spec.in_channels}")
+    if not spec.is_depthwise:
+        return (f"needs groups == in_channels (one input channel per group), got groups={spec.groups} "
+                f"with in_channels={spec.in_channels}")
+    if spec.kernel_height * spec.kernel_width > cpu_depthwise.MAX_TAPS:
+        return (f"takes at most {cpu_depthwise.MAX_TAPS} filter taps (kH*kW), got a "
+                f"{spec.kernel_height}x{spec.kernel_width} kernel")
+    return None
 
 
 def _run_grouped(spec, x, weight, bias, out):
@@ -73,10 +78,15 @@ def _run_depthwise(spec, x, weight, bias, out):
         x = arrays.pad_input(x, spec)
         pad_top = pad_left = 0
     filters = np.ascontiguousarray(weight.reshape(spec.out_channels, spec.kernel_height, spec.kernel_width))
-    cpu_depthwise.depthwise_conv_nchw(
-        x, filters, bias, out, spec.channel_multiplier, *spec.stride, *spec.dilation,
-        pad_top, pad_left, spec.activation_code,
-    )
+    threads = numba.get_num_threads()
+    tiles = cpu_depthwise.geometry(spec.batch * spec.out_channels, spec.out_height, spec.out_width,
+                                   spec.kernel_height, spec.kernel_width, spec.stride, spec.dilation, threads)
+    work = spec.batch * spec.out_channels * spec.out_height * spec.out_width * spec.kernel_height * spec.kernel_width
+    kernel = cpu_depthwise.depthwise_conv_nchw
+    if threads == 1 or work < PARALLEL_MIN_WORK:
+        kernel = cpu_depthwise.depthwise_conv_nchw_serial
+    kernel(x, filters, bias, out, spec.channel_multiplier, *spec.stride, *spec.dilation,
+           pad_top, pad_left, spec.activation_code, *tiles)
 
 
 def _run_reference(spec, x, weight, bias, out):
@@ -98,7 +108,8 @@ register(Algorithm("pointwise_blas", "cpu", "pointwise",
                    "NumPy matmul (the machine's BLAS) per image, then a Numba bias/activation pass",
                    _needs_pointwise, cpu_pointwise.run_blas))
 register(Algorithm("depthwise", "cpu", "depthwise",
-                   "one output plane per task, exact per-tap valid ranges: no bounds tests, no padded copy",
+                   "planes x row bands per task; rows staged in an L1/L2 buffer with padding and stride folded in, "
+                   "then every tap a unit-stride SIMD pass",
                    _needs_depthwise, _run_depthwise))
 register(Algorithm("grouped", "cpu", "grouped",
                    "implicit GEMM per group on the padded input, 4x16 register tile; serves any convolution",
@@ -169,10 +180,13 @@ def select(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> tupl
             "(force algorithm='pointwise' for the explicit kernel)"
         )
     if spec.is_depthwise:
-        return _REGISTRY["depthwise"], (
-            f"groups == in_channels == {spec.in_channels} (channel multiplier {spec.channel_multiplier}): "
-            "one filter per channel, memory-bound"
-        )
+        why_not = _needs_depthwise(spec)
+        if why_not is None:
+            return _REGISTRY["depthwise"], (
+                f"groups == in_channels == {spec.in_channels} (channel multiplier {spec.channel_multiplier}): "
+                "one filter per channel, memory-bound"
+            )
+        return _REGISTRY["grouped"], f"depthwise, but the depthwise kernel {why_not}: implicit GEMM instead"
     return _REGISTRY["grouped"], (
         f"groups={spec.groups} with {spec.in_channels_per_group} input channels per group and a "
         f"{spec.kernel_height}x{spec.kernel_width} kernel: implicit GEMM per group"

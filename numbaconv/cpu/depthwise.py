@@ -1,92 +1,212 @@
 """Depthwise convolution (groups = C_in, optional channel multiplier), NCHW.
 
 Output channel co reads input channel co // multiplier through its own kH x kW filter.
-Memory-bound: each input and output element should cross the memory bus once.
+Memory-bound: each input and output element should cross the memory bus once, and the
+arithmetic (kH*kW fused multiply-adds per output) must hide behind that traffic.
 
-Loop nest of one parallel task (one output plane: image n, output channel co):
+A parallel task is a run of output planes (image n, output channel co) times a band of
+output rows; the split is chosen from the shape (:func:`tiling`) so that small planes are
+batched into one task and large planes on few channels are cut into row bands, giving every
+thread several tasks on 2 cores or on 64.
 
-    for oh:                                   # output row, stays in L1
-        row[:] = 0
-        for kh with a valid input row:        # row test once per (oh, kh), outside the SIMD loop
-            for kw:
-                [lo, hi) = output columns whose tap kw lands inside the input row
-                for ow in [lo, hi):           # no bounds test: SIMD over output columns
-                    row[ow] += w[kh, kw] * x[ih, ow*sw + kw*dw - pad_left]
-        row = activate(row + bias)
+Per task and input plane the band's input rows are copied once into a small buffer that
+stays in L1/L2, **zero padding and the stride folded in**: the buffer holds the padded rows
+split by phase, element (a, b, i, j) = padded[row0 + i*sh + a, j*sw + b] at
+((a*sw + b)*Hq + i)*Wq + j.  Tap (kh, kw) of output (oh, ow) then reads
 
-Zero padding is never materialised: for each tap the valid column range is exact
-(computed from stride, dilation and padding), so the border costs only shorter
-loops and the interior loop carries no bounds test.  Other padding modes arrive
-pre-padded with zero padding left to apply.
+    buffer[tap_offset(kh, kw) + oh*Wq + ow]
 
-Indexing is on flat views with unsigned indices and no per-row array views: a signed
-index makes Numba guard it against negative wraparound (which stops vectorization),
-and a view made inside the loop costs atomic reference counting on the shared array.
+for every stride and dilation, so output pixels are walked as one unit-stride "virtual"
+index q = oh*Wq + ow across row ends (the few gap pixels ow >= W_out are computed and dropped):
+
+    for q0 in runs of RUN (64, then 16 for the tail):
+        acc[0:RUN] = 0                          # four / one AVX-512 vectors, in registers
+        for each tap t:                         # kH*kW broadcast weights
+            acc[:] += w[t] * buffer[q0 + tap_offset[t] : ... + RUN]   # unit stride, unrolled
+        out[pixels of q0 .. q0+RUN] = activate(acc + bias)          # one store per output
+
+No bounds test in the hot loop, no padded copy of the whole input, each output written once.
+A run of 64 keeps four independent FMA chains in flight (one chain of 16 would wait on the
+FMA latency at every tap).  Other padding modes arrive pre-padded with zero padding left to
+apply.  Indexing is on flat views with unsigned indices (a signed index makes Numba guard it
+against wraparound, which stops vectorization).
 """
+
+from functools import lru_cache
 
 import numpy as np
 from numba import njit, prange
 
-from ..config import FASTMATH
+from ..config import DEPTHWISE_BUFFER_ELEMENTS, DEPTHWISE_TASK_OUTPUTS, FASTMATH
 from .epilogue import activate
+from .stack import stack_array
+from .twins import parallel_and_serial
 
 _U = np.uint64
+VECTOR = 16  # float32 lanes of an AVX-512 vector
+CHUNK_TAPS = 16  # filters with more taps are applied a row at a time
+MAX_TAPS = 64  # the largest filter the kernel takes (kH*kW); larger ones go to the grouped kernel
+
+
+def tiling(n_planes: int, out_height: int, out_width: int, kernel_height: int, kernel_width: int,
+           stride: tuple, dilation: tuple, threads: int) -> tuple[int, int]:
+    """``(planes_per_task, rows_per_band)`` for the kernel's parallel loop.
+
+    Rows per band: the whole plane when its phase buffer fits DEPTHWISE_BUFFER_ELEMENTS and there
+    are enough planes for 4 tasks per thread; else bands small enough for both.  Planes per task:
+    several small planes per task, so a task computes about DEPTHWISE_TASK_OUTPUTS outputs,
+    while keeping 4 tasks per thread where there is that much work.
+    """
+    sh, sw = stride
+    halo_rows = ((kernel_height - 1) * dilation[0]) // sh
+    width = out_width + ((kernel_width - 1) * dilation[1]) // sw
+
+    def buffer_size(rows):
+        return sh * sw * (rows + halo_rows) * width
+
+    rows = out_height
+    while rows > 1 and buffer_size(rows) > DEPTHWISE_BUFFER_ELEMENTS:
+        rows = -(-rows // 2)
+    wanted_tasks = 4 * threads
+    while rows > 1 and n_planes * -(-out_height // rows) < wanted_tasks:
+        rows = -(-rows // 2)
+    bands = -(-out_height // rows)
+    plane_outputs = rows * out_width
+    planes = max(1, DEPTHWISE_TASK_OUTPUTS // max(plane_outputs, 1))
+    planes = min(planes, max(1, (n_planes * bands) // wanted_tasks))
+    return planes, rows
+
+
+def tap_offsets(kernel_height, kernel_width, stride, dilation, rows_per_band, out_width) -> tuple:
+    """``(Hq, Wq, offsets, chunk)``: the buffer geometry, the offset of each tap (row-major) in the phase
+    buffer, and a tuple whose length is the taps per pass (all taps, or a filter row above CHUNK_TAPS).
+    Tuple lengths are compile-time constants of the kernel: one specialization per filter size."""
+    sh, sw = stride
+    dh, dw = dilation
+    hq = rows_per_band + ((kernel_height - 1) * dh) // sh
+    wq = out_width + ((kernel_width - 1) * dw) // sw
+    kh = np.arange(kernel_height)[:, None] * dh
+    kw = np.arange(kernel_width)[None, :] * dw
+    phase = (kh % sh) * sw + kw % sw
+    offsets = (phase * hq + kh // sh) * wq + kw // sw
+    taps = kernel_height * kernel_width
+    chunk = kernel_width if taps > CHUNK_TAPS and kernel_width <= CHUNK_TAPS else taps  # a filter row, or all
+    return hq, wq, tuple(int(offset) for offset in offsets.reshape(-1)), (0,) * chunk
 
 
 @njit(inline="always", cache=True)
-def _first_valid(offset, stride):
-    # smallest ow >= 0 with ow*stride + offset >= 0
-    return 0 if offset >= 0 else (-offset + stride - 1) // stride
+def _fill(buf, x_flat, x_plane, in_height, in_width, row0, hq, wq, sh, sw, pad_top, pad_left):
+    # buf[((a*sw + b)*hq + i)*wq + j] = x[row0 + i*sh + a - pad_top, j*sw + b - pad_left] where that is
+    # inside x.  The positions outside (the zero padding) are the same for every plane of a task and
+    # are never written: the task zeroes its buffer once.
+    for a in range(sh):
+        for i in range(hq):
+            ih = row0 + i * sh + a - pad_top
+            if ih < 0 or ih >= in_height:
+                continue
+            for b in range(sw):
+                dst = ((a * sw + b) * hq + i) * wq
+                # valid j: 0 <= j*sw + b - pad_left < in_width
+                first = b - pad_left
+                lo = 0 if first >= 0 else (-first + sw - 1) // sw
+                hi = 0 if in_width - 1 - first < 0 else min(wq, (in_width - 1 - first) // sw + 1)
+                src = x_plane + ih * in_width + first
+                if sw == 1:
+                    for j in range(lo, hi):
+                        buf[_U(dst + j)] = x_flat[_U(src + j)]
+                else:
+                    for j in range(lo, hi):
+                        buf[_U(dst + j)] = x_flat[_U(src + j * sw)]
 
 
-@njit(inline="always", cache=True)
-def _end_valid(offset, stride, in_size, out_size):
-    # one past the largest ow with ow*stride + offset <= in_size - 1, clipped to [0, out_size]
-    last = in_size - 1 - offset
-    if last < 0:
-        return 0
-    return min(out_size, last // stride + 1)
+@njit(inline="always", fastmath=FASTMATH, cache=True)
+def _taps(vout, length, buf, weights, offsets, taps, chunk):
+    # vout[q] = sum over taps t of weights[t] * buf[q + offsets[t]] for q < length, in passes over chunks
+    # of len(chunk) taps.  The chunk length is a compile-time constant (the length of the ``chunk``
+    # tuple), so a chunk's tap loop unrolls, its weights stay in registers and the loop over q is the
+    # SIMD loop (unit stride for every tap).  Small filters are one chunk (one pass); larger ones a
+    # chunk per filter row, each pass adding into vout (a fully unrolled 25- or 49-tap body would
+    # exceed LLVM's unroll limits and stay a scalar loop).
+    size = len(chunk)
+    for q in range(length):
+        total = weights[0] * buf[_U(q + offsets[0])]
+        for t in range(1, size):
+            total += weights[t] * buf[_U(q + offsets[t])]
+        vout[_U(q)] = total
+    for first in range(size, taps, size):
+        for q in range(length):
+            total = vout[_U(q)]
+            for t in range(size):
+                total += weights[first + t] * buf[_U(q + offsets[first + t])]
+            vout[_U(q)] = total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def depthwise_conv_nchw(x, weight, bias, out, multiplier, stride_h, stride_w,
-                        dilation_h, dilation_w, pad_top, pad_left, act):
-    """x (N, C, H, W), weight (C*m, kH, kW), out (N, C*m, H_out, W_out); all C-contiguous."""
+@njit(inline="always", fastmath=FASTMATH, cache=True)
+def _store(vout, rows, wq, out_flat, o_band, out_width, b, act):
+    for oh in range(rows):
+        src = oh * wq
+        dst = o_band + oh * out_width
+        for ow in range(out_width):
+            out_flat[_U(dst + ow)] = activate(vout[_U(src + ow)] + b, act)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _task(x_flat, w_flat, bias, out_flat, first_plane, last_plane, oh0, rows, in_channels, in_height, in_width,
+          out_channels, out_height, out_width, taps, multiplier, stride_h, stride_w, pad_top, pad_left, act,
+          hq, wq, offsets, chunk):
+    # One parallel task: output planes [first_plane, last_plane), output rows [oh0, oh0 + rows).
+    # (A function of its own, not inlined into the prange body: simpler code for the parfor to lower.)
+    # Virtual pixels of the band, rounded up to whole SIMD vectors: no scalar remainder loop (the
+    # buffers have VECTOR elements of zero slack for the reads and writes past the end).
+    length = ((rows - 1) * wq + out_width + VECTOR - 1) // VECTOR * VECTOR
+    buf = np.zeros(stride_h * stride_w * hq * wq + VECTOR, dtype=x_flat.dtype)
+    vout = np.empty(hq * wq + VECTOR, dtype=out_flat.dtype)
+    weights = stack_array(MAX_TAPS, out_flat)
+    tap_offset = stack_array(MAX_TAPS, np.int64)  # an array, not the tuple: a tuple indexed by a
+    for t in range(len(offsets)):                 # variable lowers to a switch, which stops the SIMD loop
+        tap_offset[t] = offsets[t]
+    filled = -1
+    for plane in range(first_plane, last_plane):
+        n = plane // out_channels
+        co = plane - n * out_channels
+        source = n * in_channels + co // multiplier
+        if source != filled:
+            _fill(buf, x_flat, source * in_height * in_width, in_height, in_width, oh0 * stride_h,
+                  hq, wq, stride_h, stride_w, pad_top, pad_left)
+            filled = source
+        for t in range(taps):
+            weights[t] = w_flat[_U(co * taps + t)]
+        _taps(vout, length, buf, weights, tap_offset, len(offsets), chunk)
+        _store(vout, rows, wq, out_flat, (plane * out_height + oh0) * out_width, out_width, bias[co], act)
+
+
+def _depthwise_conv_nchw(x, weight, bias, out, multiplier, stride_h, stride_w, dilation_h, dilation_w,
+                         pad_top, pad_left, act, planes_per_task, rows_per_band, hq, wq, offsets, chunk):
+    """x (N, C, H, W), weight (C*m, kH, kW), out (N, C*m, H_out, W_out), all C-contiguous;
+    tiling from :func:`tiling`, (hq, wq, offsets, chunk) from :func:`tap_offsets` for that band height."""
     n_images, in_channels, in_height, in_width = x.shape
     out_channels, out_height, out_width = out.shape[1], out.shape[2], out.shape[3]
-    kernel_height, kernel_width = weight.shape[1], weight.shape[2]
     x_flat = x.reshape(-1)
     w_flat = weight.reshape(-1)
     out_flat = out.reshape(-1)
-    for plane in prange(n_images * out_channels):
-        n = plane // out_channels
-        co = plane % out_channels
-        x_plane = (n * in_channels + co // multiplier) * in_height * in_width
-        w_first = co * kernel_height * kernel_width
-        b = bias[co]
-        for oh in range(out_height):
-            o_row = (plane * out_height + oh) * out_width
-            for ow in range(out_width):
-                out_flat[_U(o_row + ow)] = 0
-            for kh in range(kernel_height):
-                ih = oh * stride_h + kh * dilation_h - pad_top
-                if ih < 0 or ih >= in_height:
-                    continue
-                x_row = x_plane + ih * in_width
-                for kw in range(kernel_width):
-                    w = w_flat[_U(w_first + kh * kernel_width + kw)]
-                    offset = kw * dilation_w - pad_left
-                    lo = _first_valid(offset, stride_w)
-                    hi = _end_valid(offset, stride_w, in_width, out_width)
-                    dst = _U(o_row + lo)
-                    if stride_w == 1:  # unit stride: contiguous loads, the common case
-                        src = _U(x_row + lo + offset)
-                        for k in range(hi - lo):
-                            out_flat[dst + _U(k)] += w * x_flat[src + _U(k)]
-                    else:
-                        src = _U(x_row + lo * stride_w + offset)
-                        for k in range(hi - lo):
-                            out_flat[dst + _U(k)] += w * x_flat[src + _U(k * stride_w)]
-            for ow in range(out_width):
-                index = _U(o_row + ow)
-                out_flat[index] = activate(out_flat[index] + b, act)
+    taps = weight.shape[1] * weight.shape[2]
+    n_planes = n_images * out_channels
+    bands = (out_height + rows_per_band - 1) // rows_per_band
+    plane_tasks = (n_planes + planes_per_task - 1) // planes_per_task
+    for task in prange(plane_tasks * bands):
+        band = task % bands
+        first_plane = (task // bands) * planes_per_task
+        oh0 = band * rows_per_band
+        _task(x_flat, w_flat, bias, out_flat, first_plane, min(first_plane + planes_per_task, n_planes), oh0,
+              min(rows_per_band, out_height - oh0), in_channels, in_height, in_width, out_channels, out_height,
+              out_width, taps, multiplier, stride_h, stride_w, pad_top, pad_left, act, hq, wq, offsets, chunk)
+
+
+depthwise_conv_nchw, depthwise_conv_nchw_serial = parallel_and_serial(_depthwise_conv_nchw, fastmath=FASTMATH)
+
+
+@lru_cache(maxsize=256)
+def geometry(n_planes, out_height, out_width, kernel_height, kernel_width, stride, dilation, threads):
+    """``(planes_per_task, rows_per_band, Hq, Wq, offsets, chunk)``: the kernel's tiling arguments."""
+    planes, rows = tiling(n_planes, out_height, out_width, kernel_height, kernel_width, stride, dilation, threads)
+    return (planes, rows) + tap_offsets(kernel_height, kernel_width, stride, dilation, rows, out_width)

@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..config import FASTMATH, PARALLEL_MIN_ELEMENTS
+from .twins import parallel_and_serial
 
 
 @njit(inline="always", fastmath=FASTMATH, cache=True)
@@ -46,10 +47,8 @@ def _bias_activation(out, bias, code):
             out[n, c, p] = activate(out[n, c, p] + b, code)
 
 
-# One source, two compilations: waking the thread pool costs tens of microseconds, more than
-# the whole pass over a small output, so small outputs take the serial one.
-_bias_activation_parallel = njit(parallel=True, fastmath=FASTMATH, cache=True)(_bias_activation)
-_bias_activation_serial = njit(fastmath=FASTMATH, cache=True)(_bias_activation)
+# Small outputs take the serial twin: waking the thread pool costs more than the whole pass.
+_bias_activation_parallel, _bias_activation_serial = parallel_and_serial(_bias_activation, fastmath=FASTMATH)
 
 
 def bias_activation_inplace(out, bias, code):
