@@ -13,11 +13,17 @@ import os
 # by one of our kernels then costs ~8 ms extra.  A short spin keeps back-to-back kernels
 # fast and frees the cores at once.  Only a default: a value the user set wins.
 os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+# The same from the other side: after each call, numpy's OpenBLAS workers spin for 2**28 cycles
+# (~80 ms) by default, and a Numba kernel launched meanwhile waits a whole scheduler slice (~8 ms)
+# for a core.  2**4 cycles makes them sleep at once.  It takes effect only if numpy is not yet
+# imported (OpenBLAS reads it when it loads): import numbaconv first, or export it yourself.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from . import cost, reference  # noqa: E402
 from .api import conv2d, depthwise_conv2d, grouped_conv2d, pointwise_conv2d  # noqa: E402
 from .dispatch import Plan, algorithms, plan  # noqa: E402
 from .spec import ConvSpec  # noqa: E402
+from .tuning import Tuned, tune  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -32,5 +38,7 @@ __all__ = [
     "plan",
     "pointwise_conv2d",
     "reference",
+    "tune",
+    "Tuned",
     "__version__",
 ]

@@ -103,7 +103,8 @@ def pad_input(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     top, bottom, left, right = spec.padding
     if not spec.has_padding:
         return np.ascontiguousarray(x)
-    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=NUMPY_PAD_MODES[spec.padding_mode])
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=NUMPY_PAD_MODES[spec.padding_mode])
+    return np.ascontiguousarray(padded)  # np.pad keeps a Fortran-ordered input's order
 
 
 def check_out(out, spec: ConvSpec, inputs) -> np.ndarray:

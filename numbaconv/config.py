@@ -34,3 +34,8 @@ PARALLEL_MIN_WORK = 1 << 15
 # this many outputs (several small planes per task, so the per-task set-up is amortized).
 DEPTHWISE_BUFFER_ELEMENTS = 16384
 DEPTHWISE_TASK_OUTPUTS = 1 << 14
+
+# Grouped/dense convolutions with at least this many output channels per group go to BLAS (im2col
+# then a batched sgemm over the groups) by default; thinner groups (ResNeXt's 4 per group) to the
+# explicit implicit-GEMM kernel.  Measured on the full suite's grouped layers (issue 5).
+BLAS_MIN_OUT_PER_GROUP = 8

@@ -22,7 +22,7 @@ from . import arrays, cost, reference
 from .cpu import depthwise as cpu_depthwise
 from .cpu import grouped as cpu_grouped
 from .cpu import pointwise as cpu_pointwise
-from .config import PARALLEL_MIN_WORK
+from .config import BLAS_MIN_OUT_PER_GROUP, PARALLEL_MIN_WORK
 from .spec import ConvSpec
 
 
@@ -114,6 +114,9 @@ register(Algorithm("depthwise", "cpu", "depthwise",
 register(Algorithm("grouped", "cpu", "grouped",
                    "implicit GEMM per group on the padded input, 4x16 register tile; serves any convolution",
                    _any, _run_grouped))
+register(Algorithm("grouped_blas", "cpu", "grouped",
+                   "im2col (none for an unpadded stride-1 1x1) then one batched BLAS product over the groups, "
+                   "then a Numba bias/activation pass; serves any convolution", _any, cpu_grouped.run_blas))
 register(Algorithm("reference", "cpu", "any", "the NumPy oracle (numbaconv.reference), for checking",
                    _any, _run_reference))
 
@@ -154,13 +157,21 @@ def get(name: str) -> Algorithm:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"algorithm must be 'auto' or one of {sorted(_REGISTRY)}, got {name!r}") from None
+        raise ValueError(f"algorithm must be 'auto', 'tuned' (CPU) or one of {sorted(_REGISTRY)}, "
+                         f"got {name!r}") from None
 
 
 def select(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> tuple[Algorithm, str]:
     """The kernel that serves ``spec`` on ``device`` and the reason; ValueError if a forced one cannot."""
     if not isinstance(algorithm, str):
         raise TypeError(f"algorithm must be a string, got {type(algorithm).__name__}")
+    if algorithm == "tuned" and device == "cpu":
+        from .tuning import tune_spec  # the tuner times the kernels registered here
+
+        tuned = tune_spec(spec)
+        timings = ", ".join(f"{name} {seconds * 1e3:.3g} ms" for name, seconds in sorted(tuned.seconds.items()))
+        source = "remembered from the tuning cache" if tuned.from_cache else "timed now"
+        return _REGISTRY[tuned.kernel], f"tuned ({source}): the fastest of {timings}"
     if algorithm != "auto":
         chosen = get(algorithm)
         if chosen.device != device:
@@ -187,10 +198,14 @@ def select(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> tupl
                 "one filter per channel, memory-bound"
             )
         return _REGISTRY["grouped"], f"depthwise, but the depthwise kernel {why_not}: implicit GEMM instead"
+    shape = (f"groups={spec.groups} with {spec.in_channels_per_group} input channels and "
+             f"{spec.out_channels_per_group} output channels per group and a {spec.kernel_height}x{spec.kernel_width} kernel")
+    if spec.out_channels_per_group >= BLAS_MIN_OUT_PER_GROUP:
+        return _REGISTRY["grouped_blas"], (
+            f"{shape}: a GEMM per group with at least {BLAS_MIN_OUT_PER_GROUP} output channels, where BLAS "
+            "(after an im2col copy) beats the explicit kernel on this CPU")
     return _REGISTRY["grouped"], (
-        f"groups={spec.groups} with {spec.in_channels_per_group} input channels per group and a "
-        f"{spec.kernel_height}x{spec.kernel_width} kernel: implicit GEMM per group"
-    )
+        f"{shape}: too few output channels per group for BLAS to pay off; implicit GEMM per group")
 
 
 def _select_cuda(spec: ConvSpec) -> tuple[Algorithm, str]:

@@ -60,7 +60,7 @@ CASES = [
      ValueError, "'circular' needs padding no larger than the input"),
     ("unknown activation", dict(activation="gelu"), ValueError, "activation must be one of .* got 'gelu'"),
     ("unknown layout", dict(layout="CHWN"), ValueError, "layout must be one of .* got 'CHWN'"),
-    ("unknown algorithm", dict(algorithm="winograd"), ValueError, "algorithm must be 'auto' or one of .* got 'winograd'"),
+    ("unknown algorithm", dict(algorithm="winograd"), ValueError, r"algorithm must be 'auto', 'tuned' \(CPU\) or one of .* got 'winograd'"),
     ("algorithm that cannot serve", dict(algorithm="depthwise"), ValueError,
      "algorithm='depthwise' cannot serve this convolution: it needs groups == in_channels"),
     ("unknown device", dict(device="tpu"), ValueError, "device must be None, 'cpu' or 'cuda', got 'tpu'"),

@@ -41,8 +41,10 @@ signed index against negative wraparound, which stops LLVM from vectorizing the 
 import numpy as np
 from numba import njit, prange
 
-from ..config import FASTMATH, TASK_PIXELS, TILE_PIXELS
-from .epilogue import activate
+from ..arrays import pad_input
+from ..config import FASTMATH, PARALLEL_MIN_ELEMENTS, TASK_PIXELS, TILE_PIXELS
+from .epilogue import activate, bias_activation_inplace
+from .twins import parallel_and_serial
 
 # Output channels per register tile; the unrolled body of _accumulate_run names all four.
 TILE_CO = 4
@@ -180,3 +182,59 @@ def grouped_conv_nchw(x, packed, bias, out, groups, kernel_height, kernel_width,
                     ow = 0
                     oh += 1
             q += TILE_PIXELS
+
+
+
+def _im2col(padded, columns, kernel_height, kernel_width, stride_h, stride_w, dilation_h, dilation_w, out_width):
+    """columns[n, ci*kH*kW + kh*kW + kw, oh*W_out + ow] = padded[n, ci, oh*sh + kh*dh, ow*sw + kw*dw].
+
+    The (N, C_in*kH*kW, pixels) matrix of the BLAS path; group g's rows are the contiguous block
+    [g*K, (g+1)*K) with K = C_in/G*kH*kW.  One task per (image, input channel, kh) writes kW rows,
+    output row by output row: a unit-stride copy for stride 1, a strided gather otherwise."""
+    n_images, in_channels, padded_height, padded_width = padded.shape
+    pixels = columns.shape[2]
+    out_height = pixels // out_width
+    padded_flat = padded.reshape(-1)
+    columns_flat = columns.reshape(-1)
+    for task in prange(n_images * in_channels * kernel_height):
+        kh = task % kernel_height
+        plane = task // kernel_height  # n * C_in + ci
+        source_plane = plane * padded_height * padded_width
+        for kw in range(kernel_width):
+            row = (plane * kernel_height + kh) * kernel_width + kw
+            for oh in range(out_height):
+                src = source_plane + (oh * stride_h + kh * dilation_h) * padded_width + kw * dilation_w
+                dst = row * pixels + oh * out_width
+                if stride_w == 1:
+                    for ow in range(out_width):
+                        columns_flat[_U(dst + ow)] = padded_flat[_U(src + ow)]
+                else:
+                    for ow in range(out_width):
+                        columns_flat[_U(dst + ow)] = padded_flat[_U(src + ow * stride_w)]
+
+
+im2col_parallel, im2col_serial = parallel_and_serial(_im2col)
+
+
+def gemm_columns(spec, x):
+    """The (N, G, K, pixels) operand of the per-group GEMM: the input itself for an unpadded 1x1 kernel
+    of stride 1 (no copy), else the im2col matrix of the padded input."""
+    pixels = spec.out_height * spec.out_width
+    reduction = spec.reduction_length
+    if spec.kernel_height == spec.kernel_width == 1 and spec.stride == (1, 1) and not spec.has_padding:
+        return np.ascontiguousarray(x).reshape(spec.batch, spec.groups, reduction, pixels)
+    padded = pad_input(x, spec)
+    columns = np.empty((spec.batch, spec.in_channels * spec.kernel_height * spec.kernel_width, pixels), x.dtype)
+    kernel = im2col_parallel if columns.size >= PARALLEL_MIN_ELEMENTS else im2col_serial
+    kernel(padded, columns, spec.kernel_height, spec.kernel_width, *spec.stride, *spec.dilation, spec.out_width)
+    return columns.reshape(spec.batch, spec.groups, reduction, pixels)
+
+
+def run_blas(spec, x, weight, bias, out):
+    """Grouped convolution as one batched BLAS product: (G, C_out/G, K) x (N, G, K, pixels)."""
+    columns = gemm_columns(spec, x)
+    pixels = columns.shape[3]
+    product = out.reshape(spec.batch, spec.groups, spec.out_channels_per_group, pixels)
+    np.matmul(weight.reshape(spec.groups, spec.out_channels_per_group, spec.reduction_length), columns, out=product)
+    if spec.has_bias or spec.activation is not None:
+        bias_activation_inplace(out.reshape(spec.batch, spec.out_channels, pixels), bias, spec.activation_code)
