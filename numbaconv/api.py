@@ -54,11 +54,18 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
                                           activation=activation, layout=layout, out=out)
     chosen, _ = dispatch.select(spec, algorithm)
 
-    result = arrays.kernel_output(out, spec)
+    # Channels-last data goes to the kernel's channels-last variant where it has one (no transposes);
+    # every other call runs on a batched NCHW view.
+    native = spec.layout == "NHWC" and chosen.run_nhwc is not None
+    kernel_layout = "NHWC" if native else "NCHW"
+    result = arrays.kernel_output(out, spec, kernel_layout)
     if result.size:
         bias_values = np.zeros(spec.out_channels, spec.dtype) if bias is None else np.ascontiguousarray(bias)
-        chosen.run(spec, arrays.to_nchw(x, spec), weight, bias_values, result)
-    return arrays.finish(result, spec, out)
+        if native:
+            chosen.run_nhwc(spec, arrays.to_batched(x, spec), weight, bias_values, result)
+        else:
+            chosen.run(spec, arrays.to_nchw(x, spec), weight, bias_values, result)
+    return arrays.finish(result, spec, out, kernel_layout)
 
 
 def pointwise_conv2d(x, weight, bias=None, stride=1, *, padding_mode="zeros", activation=None,

@@ -1,6 +1,7 @@
 """Array handling around the kernels: accept, check, lay out, pad, and hand back.
 
-Kernels see only C-contiguous, batched NCHW arrays of one dtype.  Everything the
+Kernels see batched arrays of one dtype: NCHW, or NHWC for the kernels that have a
+channels-last variant (used when the caller's layout is NHWC).  Everything the
 caller may pass (views, Fortran order, negative strides, unbatched input,
 channels-last, a preallocated ``out``) is reconciled here, and inputs are never
 written: any copy we make is our own.
@@ -132,17 +133,25 @@ def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
         return True  # could not prove them disjoint: refuse rather than risk a wrong result
 
 
-def kernel_output(out: np.ndarray | None, spec: ConvSpec) -> np.ndarray:
-    """The C-contiguous batched NCHW array the kernel writes: the caller's ``out`` itself when
-    it already has that memory layout, else a fresh array copied into ``out`` by :func:`finish`."""
-    if out is not None and spec.layout == "NCHW" and out.flags.c_contiguous:
-        return out.reshape(spec.nchw_out_shape)
-    return np.empty(spec.nchw_out_shape, dtype=spec.dtype)
+def to_batched(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """A batched view of the caller's x in the caller's layout (no copy), for the channels-last kernels."""
+    return x if spec.batched else x[np.newaxis]
 
 
-def finish(result: np.ndarray, spec: ConvSpec, out: np.ndarray | None) -> np.ndarray:
-    """Turn the kernel's batched NCHW result into what the caller asked for."""
-    if spec.layout == "NHWC":
+def kernel_output(out: np.ndarray | None, spec: ConvSpec, layout: str = "NCHW") -> np.ndarray:
+    """The C-contiguous batched array the kernel writes, in the kernel's ``layout`` (a channels-last kernel
+    writes NHWC): the caller's ``out`` itself when it already has that memory layout, else a fresh array
+    copied into ``out`` by :func:`finish`."""
+    n, c, h, w = spec.nchw_out_shape
+    shape = (n, c, h, w) if layout == "NCHW" else (n, h, w, c)
+    if out is not None and spec.layout == layout and out.flags.c_contiguous:
+        return out.reshape(shape)
+    return np.empty(shape, dtype=spec.dtype)
+
+
+def finish(result: np.ndarray, spec: ConvSpec, out: np.ndarray | None, layout: str = "NCHW") -> np.ndarray:
+    """Turn the kernel's batched result (in the kernel's ``layout``) into what the caller asked for."""
+    if spec.layout == "NHWC" and layout == "NCHW":
         shaped = result.transpose(0, 2, 3, 1)
         if out is None:
             shaped = np.ascontiguousarray(shaped)

@@ -108,14 +108,21 @@ def blas_call(layer: workloads.Layer, x, weight, dtype):
 CONTENDERS = ("numbaconv", "reference", "torch_nchw", "torch_channels_last", "blas")
 
 
-def contenders(layer: workloads.Layer, batch: int = 1, dtype="float32", torch_module=None) -> dict:
+def contenders(layer: workloads.Layer, batch: int = 1, dtype="float32", torch_module=None,
+               layout: str = "NCHW") -> dict:
     """The registry of comparisons, shared by ``numbaconv bench`` and the pytest-benchmark files:
     contender name -> a no-argument call on the same seeded data.  torch appears only when a
-    module is given, BLAS only for pointwise layers (the one peer doing the same GEMM)."""
+    module is given, BLAS only for pointwise layers (the one peer doing the same GEMM).
+    ``layout='NHWC'`` hands numbaconv the same data channels-last (its NHWC kernels); the peers
+    are unchanged (torch is timed in both of its layouts anyway)."""
     spec, x, weight, bias, kwargs = problem(layer, batch, dtype)
-    out = np.empty(spec.out_shape, dtype)
+    if layout == "NHWC":
+        x_ours = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        out = np.empty((batch, spec.out_height, spec.out_width, spec.out_channels), dtype)
+    else:
+        x_ours, out = x, np.empty(spec.out_shape, dtype)
     calls = {
-        "numbaconv": lambda: api.conv2d(x, weight, bias, out=out, **kwargs),
+        "numbaconv": lambda: api.conv2d(x_ours, weight, bias, out=out, layout=layout, **kwargs),
         "reference": lambda: reference.conv2d(x, weight, bias, **kwargs),
     }
     if torch_module is not None:
@@ -177,12 +184,15 @@ def cuda_contenders(layer: workloads.Layer, batch: int = 1, dtype="float32", tor
 
 def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat: int = 10,
                 reference_repeat: int = 3, torch_module=None, limits: dict | None = None,
-                first_calls: dict | None = None, device: str = "cpu") -> Row:
+                first_calls: dict | None = None, device: str = "cpu", layout: str = "NCHW") -> Row:
     """Time one layer on every contender.  ``first_calls`` (kernel name -> seconds) collects each
     kernel's first call across a run; ``limits`` (from :func:`numbaconv.limits.measure`) gives the roofs."""
     spec = layer.spec(batch, dtype)
     chosen, _ = dispatch.select(spec, device=device)
-    calls = (cuda_contenders if device == "cuda" else contenders)(layer, batch, dtype, torch_module)
+    if device == "cuda":
+        calls = cuda_contenders(layer, batch, dtype, torch_module)
+    else:
+        calls = contenders(layer, batch, dtype, torch_module, layout)
 
     start = time.perf_counter()
     calls["numbaconv"]()

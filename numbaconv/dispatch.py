@@ -34,6 +34,9 @@ class Algorithm:
     description: str
     unsupported: Callable[[ConvSpec], str | None]
     run: Callable
+    # The channels-last variant, run instead of ``run`` when the caller's layout is NHWC: same
+    # arguments, but x is a batched NHWC view and out a C-contiguous (N, H_out, W_out, C_out) array.
+    run_nhwc: Callable | None = None
 
     def __repr__(self) -> str:
         return f"Algorithm({self.name!r}, device={self.device!r}, family={self.family!r})"
@@ -89,6 +92,27 @@ def _run_depthwise(spec, x, weight, bias, out):
            pad_top, pad_left, spec.activation_code, *tiles)
 
 
+def _run_depthwise_nhwc(spec, x, weight, bias, out):
+    if spec.padding_mode == "zeros":
+        x = np.ascontiguousarray(x)  # zero padding is applied inside the kernel (border taps skipped)
+        pad_top, pad_left = spec.padding[0], spec.padding[2]
+    else:
+        top, bottom, left, right = spec.padding
+        x = np.ascontiguousarray(np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)),
+                                        mode=arrays.NUMPY_PAD_MODES[spec.padding_mode]))
+        pad_top = pad_left = 0
+    block = cpu_depthwise.nhwc_block(spec.out_width, spec.out_channels)
+    w_tiled = cpu_depthwise.tile_nhwc_weights(weight, block)
+    threads = numba.get_num_threads()
+    rows = cpu_depthwise.nhwc_rows_per_task(spec.batch, spec.out_height, spec.out_width, spec.out_channels, threads)
+    work = spec.batch * spec.out_channels * spec.out_height * spec.out_width * spec.kernel_height * spec.kernel_width
+    kernel = cpu_depthwise.depthwise_conv_nhwc
+    if threads == 1 or work < PARALLEL_MIN_WORK:
+        kernel = cpu_depthwise.depthwise_conv_nhwc_serial
+    kernel(x, w_tiled, bias, out, spec.channel_multiplier, *spec.stride, *spec.dilation, pad_top, pad_left,
+           spec.activation_code, block, rows)
+
+
 def _run_reference(spec, x, weight, bias, out):
     out[...] = reference.conv2d_nchw(spec, x, weight, bias if spec.has_bias else None)
 
@@ -105,12 +129,13 @@ register(Algorithm("pointwise", "cpu", "pointwise",
                    "explicit-loop Numba GEMM: 4 output channels x 16 pixels register tile, packed weights",
                    _needs_pointwise, cpu_pointwise.run_explicit))
 register(Algorithm("pointwise_blas", "cpu", "pointwise",
-                   "NumPy matmul (the machine's BLAS) per image, then a Numba bias/activation pass",
-                   _needs_pointwise, cpu_pointwise.run_blas))
+                   "NumPy matmul (the machine's BLAS) per image, then a Numba bias/activation pass; "
+                   "channels-last: one matmul over the whole batch, no transposes",
+                   _needs_pointwise, cpu_pointwise.run_blas, cpu_pointwise.run_blas_nhwc))
 register(Algorithm("depthwise", "cpu", "depthwise",
                    "planes x row bands per task; rows staged in an L1/L2 buffer with padding and stride folded in, "
-                   "then every tap a unit-stride SIMD pass",
-                   _needs_depthwise, _run_depthwise))
+                   "then every tap a unit-stride SIMD pass; channels-last: SIMD over the channels of a pixel",
+                   _needs_depthwise, _run_depthwise, _run_depthwise_nhwc))
 register(Algorithm("grouped", "cpu", "grouped",
                    "implicit GEMM per group on the padded input, 4x16 register tile; serves any convolution",
                    _any, _run_grouped))

@@ -210,3 +210,119 @@ def geometry(n_planes, out_height, out_width, kernel_height, kernel_width, strid
     """``(planes_per_task, rows_per_band, Hq, Wq, offsets, chunk)``: the kernel's tiling arguments."""
     planes, rows = tiling(n_planes, out_height, out_width, kernel_height, kernel_width, stride, dilation, threads)
     return (planes, rows) + tap_offsets(kernel_height, kernel_width, stride, dilation, rows, out_width)
+
+
+# ---- channels-last (NHWC) ------------------------------------------------------------------------
+# In NHWC the channels of one pixel are adjacent, so the SIMD loop runs over channels instead of
+# pixels: no staging buffer and no phase split.  Output pixels go in blocks of B along a row, B
+# chosen so a block has about NHWC_BLOCK_ELEMENTS accumulators (B*C_out, in L1):
+#
+#     for each task (image n, band of output rows):          # prange
+#         for each block of B output pixels of a row:
+#             acc[0:B*C] = bias (tiled)
+#             for each tap (kh, kw) whose input row is inside x:
+#                 if the whole block's input pixels are inside x and stride 1:
+#                     acc[f] += w_tiled[tap, f] * x[row, iw0*C + f]    # ONE flat unit-stride loop over B*C
+#                 else:                                                # stride 2, or the block at a border
+#                     per pixel inside x: acc[b*C + c] += w[tap, c] * x[row, iw*C + c]
+#             out[n, oh, block] = activate(acc)                       # one flat store of B*C values
+#
+# With stride 1 the block's pixels are adjacent in both x and out, so pixels x channels is one flat
+# loop long enough for SIMD even with 16 or 32 channels (a loop over 32 channels per pixel and tap
+# spent more time in loop set-up than in its two vector FMAs); ``w_tiled`` holds each tap's weights
+# repeated B times for that.  With a channel multiplier m > 1 output channel co reads input channel
+# co // m, a per-pixel loop.
+
+NHWC_BLOCK_ELEMENTS = 512
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _nhwc_rows(x_flat, w_tiled, bias_tiled, out_flat, n, oh0, oh1, in_height, in_width, in_channels, out_width,
+               out_channels, kernel_height, kernel_width, multiplier, stride_h, stride_w, dilation_h, dilation_w,
+               pad_top, pad_left, act, block, acc):
+    # Output rows [oh0, oh1) of image n; out_flat is that image's (H_out, W_out, C_out) result, flat.
+    # w_tiled is (kH*kW, block*C_out): tap t's weights repeated block times; bias_tiled likewise
+    # (block*C_out,), so that the accumulators start from one flat copy.
+    tiled = block * out_channels
+    for oh in range(oh0, oh1):
+        for ow0 in range(0, out_width, block):
+            pixels = min(block, out_width - ow0)
+            size = pixels * out_channels
+            for f in range(size):
+                acc[_U(f)] = bias_tiled[_U(f)]
+            for kh in range(kernel_height):
+                ih = oh * stride_h - pad_top + kh * dilation_h
+                if ih < 0 or ih >= in_height:
+                    continue
+                row = (n * in_height + ih) * in_width
+                for kw in range(kernel_width):
+                    tap = (kh * kernel_width + kw) * tiled
+                    iw0 = ow0 * stride_w - pad_left + kw * dilation_w
+                    iw1 = iw0 + (pixels - 1) * stride_w
+                    if stride_w == 1 and multiplier == 1 and iw0 >= 0 and iw1 < in_width:
+                        src = (row + iw0) * in_channels
+                        for f in range(size):
+                            acc[_U(f)] += w_tiled[_U(tap + f)] * x_flat[_U(src + f)]
+                        continue
+                    for b in range(pixels):
+                        iw = iw0 + b * stride_w
+                        if iw < 0 or iw >= in_width:
+                            continue
+                        src = (row + iw) * in_channels
+                        dst = b * out_channels
+                        if multiplier == 1:
+                            for c in range(out_channels):
+                                acc[_U(dst + c)] += w_tiled[_U(tap + c)] * x_flat[_U(src + c)]
+                        else:
+                            for ci in range(in_channels):
+                                value = x_flat[_U(src + ci)]
+                                for j in range(multiplier):
+                                    co = ci * multiplier + j
+                                    acc[_U(dst + co)] += w_tiled[_U(tap + co)] * value
+            base = (oh * out_width + ow0) * out_channels
+            for f in range(size):
+                out_flat[_U(base + f)] = activate(acc[_U(f)], act)
+
+
+def _depthwise_conv_nhwc(x, w_tiled, bias, out, multiplier, stride_h, stride_w, dilation_h, dilation_w,
+                         pad_top, pad_left, act, block, rows_per_task):
+    """x (N, H, W, C), w_tiled (kH, kW, block*C*m) from :func:`tile_nhwc_weights`,
+    out (N, H_out, W_out, C*m), all C-contiguous."""
+    n_images, in_height, in_width, in_channels = x.shape
+    out_height, out_width, out_channels = out.shape[1], out.shape[2], out.shape[3]
+    kernel_height, kernel_width = w_tiled.shape[0], w_tiled.shape[1]
+    x_flat = x.reshape(-1)
+    w_flat = w_tiled.reshape(-1)
+    bias_tiled = np.empty(block * out_channels, dtype=out.dtype)
+    for f in range(block * out_channels):
+        bias_tiled[f] = bias[f % out_channels]
+    bands = (out_height + rows_per_task - 1) // rows_per_task
+    for task in prange(n_images * bands):
+        n = task // bands
+        oh0 = (task % bands) * rows_per_task
+        acc = np.empty(block * out_channels, dtype=out.dtype)
+        _nhwc_rows(x_flat, w_flat, bias_tiled, out[n].reshape(-1), n, oh0, min(oh0 + rows_per_task, out_height),
+                   in_height, in_width, in_channels, out_width, out_channels, kernel_height, kernel_width,
+                   multiplier, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, act, block, acc)
+
+
+depthwise_conv_nhwc, depthwise_conv_nhwc_serial = parallel_and_serial(_depthwise_conv_nhwc, fastmath=FASTMATH)
+
+
+def nhwc_block(out_width: int, out_channels: int) -> int:
+    """Output pixels per block of the channels-last kernel (about NHWC_BLOCK_ELEMENTS accumulators)."""
+    return max(1, min(out_width, NHWC_BLOCK_ELEMENTS // max(out_channels, 1)))
+
+
+def tile_nhwc_weights(weight: np.ndarray, block: int) -> np.ndarray:
+    """(C_out, 1, kH, kW) -> (kH, kW, block*C_out): each tap's weights, contiguous, repeated block times."""
+    taps = weight[:, 0].transpose(1, 2, 0)
+    return np.ascontiguousarray(np.tile(taps, (1, 1, block)))
+
+
+def nhwc_rows_per_task(n_images: int, out_height: int, out_width: int, out_channels: int, threads: int) -> int:
+    """Output rows per parallel task: about DEPTHWISE_TASK_OUTPUTS outputs, and 4 tasks per thread."""
+    rows = max(1, DEPTHWISE_TASK_OUTPUTS // max(out_width * out_channels, 1))
+    while rows > 1 and n_images * -(-out_height // rows) < 4 * threads:
+        rows = -(-rows // 2)
+    return min(rows, out_height)

@@ -51,6 +51,26 @@ def _bias_activation(out, bias, code):
 _bias_activation_parallel, _bias_activation_serial = parallel_and_serial(_bias_activation, fastmath=FASTMATH)
 
 
+def _bias_activation_last(out, bias, code):
+    """out[p, c] = activate(out[p, c] + bias[c]) over a C-contiguous (P, C) array (channels last), in place."""
+    n_pixels, n_channels = out.shape
+    for p in prange(n_pixels):
+        for c in range(n_channels):
+            out[p, c] = activate(out[p, c] + bias[c], code)
+
+
+_bias_activation_last_parallel, _bias_activation_last_serial = parallel_and_serial(_bias_activation_last,
+                                                                                   fastmath=FASTMATH)
+
+
+def bias_activation_last_inplace(out, bias, code):
+    """The epilogue over a channels-last (P, C) result."""
+    if out.size >= PARALLEL_MIN_ELEMENTS:
+        _bias_activation_last_parallel(out, bias, code)
+    else:
+        _bias_activation_last_serial(out, bias, code)
+
+
 def bias_activation_inplace(out, bias, code):
     if out.size >= PARALLEL_MIN_ELEMENTS:
         _bias_activation_parallel(out, bias, code)

@@ -14,9 +14,9 @@ C_in x P operand, which for a 1x1 kernel is the strided, padded input itself):
 
 import numpy as np
 
-from ..arrays import pad_input
+from ..arrays import NUMPY_PAD_MODES, pad_input
 from ..spec import ConvSpec
-from .epilogue import bias_activation_inplace
+from .epilogue import bias_activation_inplace, bias_activation_last_inplace
 from .grouped import grouped_conv_nchw, pack_weights, split_phases
 
 
@@ -47,3 +47,26 @@ def run_blas(spec: ConvSpec, x, weight, bias, out):
     np.matmul(weight.reshape(spec.out_channels, spec.in_channels), operand, out=product)
     if spec.has_bias or spec.activation is not None:
         bias_activation_inplace(product, bias, spec.activation_code)
+
+
+# ---- channels-last (NHWC) ------------------------------------------------------------------------
+# In NHWC a 1x1 convolution over the whole batch is one GEMM with no transposes at all:
+# out[N*H_out*W_out, C_out] = X[N*H_out*W_out, C_in] x W^T[C_in, C_out].
+
+def gemm_operand_nhwc(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """The (N*P, C_in) operand from batched NHWC x: padded, subsampled by the stride, C-contiguous."""
+    top, bottom, left, right = spec.padding
+    if spec.has_padding:
+        x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), mode=NUMPY_PAD_MODES[spec.padding_mode])
+    sh, sw = spec.stride
+    if (sh, sw) != (1, 1):
+        x = x[:, ::sh, ::sw][:, : spec.out_height, : spec.out_width]
+    return np.ascontiguousarray(x).reshape(-1, spec.in_channels)
+
+
+def run_blas_nhwc(spec: ConvSpec, x, weight, bias, out):
+    """x batched NHWC (any strides), out C-contiguous (N, H_out, W_out, C_out)."""
+    product = out.reshape(-1, spec.out_channels)
+    np.matmul(gemm_operand_nhwc(x, spec), weight.reshape(spec.out_channels, spec.in_channels).T, out=product)
+    if spec.has_bias or spec.activation is not None:
+        bias_activation_last_inplace(product, bias, spec.activation_code)
