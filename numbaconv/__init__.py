@@ -22,6 +22,7 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 from . import cost, reference  # noqa: E402
 from .api import conv2d, depthwise_conv2d, grouped_conv2d, pointwise_conv2d  # noqa: E402
 from .dispatch import Plan, algorithms, plan  # noqa: E402
+from .separable import separable_conv2d  # noqa: E402
 from .spec import ConvSpec  # noqa: E402
 from .tuning import Tuned, tune  # noqa: E402
 
@@ -38,6 +39,7 @@ __all__ = [
     "plan",
     "pointwise_conv2d",
     "reference",
+    "separable_conv2d",
     "tune",
     "Tuned",
     "__version__",

@@ -108,6 +108,15 @@ def pad_input(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     return np.ascontiguousarray(padded)  # np.pad keeps a Fortran-ordered input's order
 
 
+def pad_input_nhwc(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """x (batched NHWC) padded by ``spec.padding`` with ``spec.padding_mode``, C-contiguous."""
+    top, bottom, left, right = spec.padding
+    if not spec.has_padding:
+        return np.ascontiguousarray(x)
+    return np.ascontiguousarray(np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)),
+                                       mode=NUMPY_PAD_MODES[spec.padding_mode]))
+
+
 def check_out(out, spec: ConvSpec, inputs) -> np.ndarray:
     """Validate a caller's ``out=``: exact shape and dtype, writeable, not overlapping an input."""
     if not isinstance(out, np.ndarray):

@@ -39,3 +39,11 @@ DEPTHWISE_TASK_OUTPUTS = 1 << 14
 # then a batched sgemm over the groups) by default; thinner groups (ResNeXt's 4 per group) to the
 # explicit implicit-GEMM kernel.  Measured on the full suite's grouped layers (issue 5).
 BLAS_MIN_OUT_PER_GROUP = 8
+
+# separable_conv2d (separable.py): the depthwise result of one chunk of the batch (whole images, or a
+# band of rows) holds at most this many values, so it is still in cache when the pointwise product
+# reads it.  4M float32 = 16 MiB, half this machine's 32 MiB L3.  Measured (issue 5): chunks of 1 MiB
+# (one core's L2) ran 0.7-0.9x the unfused pair at batch 1 and 8, because every chunk is two more
+# parallel regions while the intermediate fits the L3 anyway; so only intermediates beyond half the
+# L3 are cut.
+SEPARABLE_CHUNK_ELEMENTS = 1 << 22

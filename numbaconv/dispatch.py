@@ -15,14 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import numba
 import numpy as np
 
 from . import arrays, cost, reference
 from .cpu import depthwise as cpu_depthwise
 from .cpu import grouped as cpu_grouped
 from .cpu import pointwise as cpu_pointwise
-from .config import BLAS_MIN_OUT_PER_GROUP, PARALLEL_MIN_WORK
+from .config import BLAS_MIN_OUT_PER_GROUP
 from .spec import ConvSpec
 
 
@@ -81,15 +80,8 @@ def _run_depthwise(spec, x, weight, bias, out):
         x = arrays.pad_input(x, spec)
         pad_top = pad_left = 0
     filters = np.ascontiguousarray(weight.reshape(spec.out_channels, spec.kernel_height, spec.kernel_width))
-    threads = numba.get_num_threads()
-    tiles = cpu_depthwise.geometry(spec.batch * spec.out_channels, spec.out_height, spec.out_width,
-                                   spec.kernel_height, spec.kernel_width, spec.stride, spec.dilation, threads)
-    work = spec.batch * spec.out_channels * spec.out_height * spec.out_width * spec.kernel_height * spec.kernel_width
-    kernel = cpu_depthwise.depthwise_conv_nchw
-    if threads == 1 or work < PARALLEL_MIN_WORK:
-        kernel = cpu_depthwise.depthwise_conv_nchw_serial
-    kernel(x, filters, bias, out, spec.channel_multiplier, *spec.stride, *spec.dilation,
-           pad_top, pad_left, spec.activation_code, *tiles)
+    cpu_depthwise.run_nchw(x, filters, bias, out, spec.channel_multiplier, spec.stride, spec.dilation,
+                           pad_top, pad_left, spec.activation_code)
 
 
 def _run_depthwise_nhwc(spec, x, weight, bias, out):
@@ -97,20 +89,10 @@ def _run_depthwise_nhwc(spec, x, weight, bias, out):
         x = np.ascontiguousarray(x)  # zero padding is applied inside the kernel (border taps skipped)
         pad_top, pad_left = spec.padding[0], spec.padding[2]
     else:
-        top, bottom, left, right = spec.padding
-        x = np.ascontiguousarray(np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)),
-                                        mode=arrays.NUMPY_PAD_MODES[spec.padding_mode]))
+        x = arrays.pad_input_nhwc(x, spec)
         pad_top = pad_left = 0
-    block = cpu_depthwise.nhwc_block(spec.out_width, spec.out_channels)
-    w_tiled = cpu_depthwise.tile_nhwc_weights(weight, block)
-    threads = numba.get_num_threads()
-    rows = cpu_depthwise.nhwc_rows_per_task(spec.batch, spec.out_height, spec.out_width, spec.out_channels, threads)
-    work = spec.batch * spec.out_channels * spec.out_height * spec.out_width * spec.kernel_height * spec.kernel_width
-    kernel = cpu_depthwise.depthwise_conv_nhwc
-    if threads == 1 or work < PARALLEL_MIN_WORK:
-        kernel = cpu_depthwise.depthwise_conv_nhwc_serial
-    kernel(x, w_tiled, bias, out, spec.channel_multiplier, *spec.stride, *spec.dilation, pad_top, pad_left,
-           spec.activation_code, block, rows)
+    cpu_depthwise.run_nhwc(x, weight, bias, out, spec.channel_multiplier, spec.stride, spec.dilation,
+                           pad_top, pad_left, spec.activation_code)
 
 
 def _run_reference(spec, x, weight, bias, out):

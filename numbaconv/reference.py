@@ -77,3 +77,14 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
                                           activation=activation, layout=layout, out=out)
     result = conv2d_nchw(spec, arrays.to_nchw(x, spec), weight, bias).astype(spec.dtype)
     return arrays.finish(result, spec, out)
+
+
+def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None, pointwise_bias=None, stride=1,
+                     padding=0, dilation=1, *, padding_mode="zeros", depthwise_activation=None, activation=None,
+                     layout="NCHW"):
+    """Depthwise-separable convolution, the obvious way: the depthwise convolution (groups = C_in),
+    its activation, then the 1x1 pointwise convolution and its activation."""
+    channel_axis = -1 if layout == "NHWC" else -3
+    middle = conv2d(x, depthwise_weight, depthwise_bias, stride, padding, dilation, np.shape(x)[channel_axis],
+                    padding_mode=padding_mode, activation=depthwise_activation, layout=layout)
+    return conv2d(middle, pointwise_weight, pointwise_bias, activation=activation, layout=layout)

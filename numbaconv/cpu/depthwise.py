@@ -34,10 +34,11 @@ against wraparound, which stops vectorization).
 
 from functools import lru_cache
 
+import numba
 import numpy as np
 from numba import njit, prange
 
-from ..config import DEPTHWISE_BUFFER_ELEMENTS, DEPTHWISE_TASK_OUTPUTS, FASTMATH
+from ..config import DEPTHWISE_BUFFER_ELEMENTS, DEPTHWISE_TASK_OUTPUTS, FASTMATH, PARALLEL_MIN_WORK
 from .epilogue import activate
 from .stack import stack_array
 from .twins import parallel_and_serial
@@ -326,3 +327,30 @@ def nhwc_rows_per_task(n_images: int, out_height: int, out_width: int, out_chann
     while rows > 1 and n_images * -(-out_height // rows) < 4 * threads:
         rows = -(-rows // 2)
     return min(rows, out_height)
+
+
+def run_nchw(x, filters, bias, out, multiplier, stride, dilation, pad_top, pad_left, act):
+    """The NCHW kernel on C-contiguous x (N, C, H, W), filters (C*m, kH, kW), out (N, C*m, H_out, W_out):
+    tiling from the shape, the serial twin for small problems."""
+    n_images, out_channels, out_height, out_width = out.shape
+    kernel_height, kernel_width = filters.shape[1], filters.shape[2]
+    threads = numba.get_num_threads()
+    tiles = geometry(n_images * out_channels, out_height, out_width, kernel_height, kernel_width, tuple(stride),
+                     tuple(dilation), threads)
+    kernel = depthwise_conv_nchw
+    if threads == 1 or out.size * kernel_height * kernel_width < PARALLEL_MIN_WORK:
+        kernel = depthwise_conv_nchw_serial
+    kernel(x, filters, bias, out, multiplier, *stride, *dilation, pad_top, pad_left, act, *tiles)
+
+
+def run_nhwc(x, weight, bias, out, multiplier, stride, dilation, pad_top, pad_left, act):
+    """The NHWC kernel on C-contiguous x (N, H, W, C), weight (C*m, 1, kH, kW), out (N, H_out, W_out, C*m)."""
+    n_images, out_height, out_width, out_channels = out.shape
+    block = nhwc_block(out_width, out_channels)
+    threads = numba.get_num_threads()
+    rows = nhwc_rows_per_task(n_images, out_height, out_width, out_channels, threads)
+    kernel = depthwise_conv_nhwc
+    if threads == 1 or out.size * weight.shape[2] * weight.shape[3] < PARALLEL_MIN_WORK:
+        kernel = depthwise_conv_nhwc_serial
+    kernel(x, tile_nhwc_weights(weight, block), bias, out, multiplier, *stride, *dilation, pad_top, pad_left, act,
+           block, rows)

@@ -14,7 +14,7 @@ C_in x P operand, which for a 1x1 kernel is the strided, padded input itself):
 
 import numpy as np
 
-from ..arrays import NUMPY_PAD_MODES, pad_input
+from ..arrays import pad_input, pad_input_nhwc
 from ..spec import ConvSpec
 from .epilogue import bias_activation_inplace, bias_activation_last_inplace
 from .grouped import grouped_conv_nchw, pack_weights, split_phases
@@ -55,13 +55,11 @@ def run_blas(spec: ConvSpec, x, weight, bias, out):
 
 def gemm_operand_nhwc(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     """The (N*P, C_in) operand from batched NHWC x: padded, subsampled by the stride, C-contiguous."""
-    top, bottom, left, right = spec.padding
-    if spec.has_padding:
-        x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), mode=NUMPY_PAD_MODES[spec.padding_mode])
+    x = pad_input_nhwc(x, spec)
     sh, sw = spec.stride
     if (sh, sw) != (1, 1):
-        x = x[:, ::sh, ::sw][:, : spec.out_height, : spec.out_width]
-    return np.ascontiguousarray(x).reshape(-1, spec.in_channels)
+        x = np.ascontiguousarray(x[:, ::sh, ::sw][:, : spec.out_height, : spec.out_width])
+    return x.reshape(-1, spec.in_channels)
 
 
 def run_blas_nhwc(spec: ConvSpec, x, weight, bias, out):

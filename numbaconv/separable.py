@@ -1,0 +1,157 @@
+"""Depthwise-separable convolution (MobileNet, Xception): a depthwise k x k convolution, an optional
+activation, then a 1x1 pointwise convolution, **fused so the intermediate never exists at full size**.
+
+The batch is cut into chunks (several whole images, or bands of output rows of one image) whose
+intermediate holds at most ``config.SEPARABLE_CHUNK_ELEMENTS`` values, so it stays in the cache
+between its two uses.  Per chunk:
+
+    middle = depthwise kernel(input rows of the chunk)      # with its bias and activation fused
+    out[chunk] = pointwise weight x middle                  # one BLAS product, written in place
+    out[chunk] = activation(out[chunk] + pointwise bias)    # the epilogue, while it is in cache
+
+A band of rows reads the input rows it needs (its halo included) and passes the kernel a shifted
+top padding, so borders, stride and dilation behave exactly as in one call.  Channels-last data
+runs the NHWC kernels, where a band of output rows is one contiguous block of the result.
+
+On the GPU (CUDA arrays) the two convolutions run one after the other, unfused.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from . import api, arrays, dispatch
+from .config import SEPARABLE_CHUNK_ELEMENTS
+from .cpu import depthwise as cpu_depthwise
+from .cpu.epilogue import bias_activation_inplace, bias_activation_last_inplace
+from .spec import ACTIVATION_CODES, DEVICES, ConvSpec
+
+
+def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None, pointwise_bias=None, stride=1,
+                     padding=0, dilation=1, *, padding_mode="zeros", depthwise_activation=None, activation=None,
+                     layout="NCHW", out=None, device=None):
+    """Depthwise convolution (groups = C_in), ``depthwise_activation``, then a 1x1 convolution and ``activation``.
+
+    Parameters
+    ----------
+    x : array, (N, C_in, H, W) or unbatched (C_in, H, W); (N, H, W, C_in) with ``layout='NHWC'``.
+    depthwise_weight : (m*C_in, 1, kH, kW), for channel multiplier m.
+    pointwise_weight : (C_out, m*C_in, 1, 1).
+    depthwise_bias, pointwise_bias : (m*C_in,) and (C_out,), or None.
+    stride, padding, dilation, padding_mode : of the depthwise convolution, as in :func:`conv2d`.
+    depthwise_activation, activation : None, 'relu', 'relu6', 'silu' or 'hardswish', after each bias.
+    out : optional preallocated result of the exact shape and dtype.
+
+    Equal to ``conv2d(conv2d(x, depthwise_weight, depthwise_bias, stride, padding, dilation, C_in,
+    activation=depthwise_activation), pointwise_weight, pointwise_bias, activation=activation)``
+    without the full-size intermediate.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
+    channel_axis = -1 if layout == "NHWC" else -3
+    x_shape = tuple(np.shape(x))
+    in_channels = x_shape[channel_axis] if len(x_shape) in (3, 4) else None
+    dw_shape = tuple(np.shape(depthwise_weight))
+    if in_channels is None or len(dw_shape) != 4 or dw_shape[1] != 1:
+        raise ValueError(f"separable_conv2d needs a 3-D or 4-D x and a (m*C_in, 1, kH, kW) depthwise_weight, got "
+                         f"x.shape {x_shape} and depthwise_weight.shape {dw_shape}")
+    if device == "cuda" or any(arrays.is_cuda_array(v) for v in (x, depthwise_weight, pointwise_weight, out)):
+        middle = api.conv2d(x, depthwise_weight, depthwise_bias, stride, padding, dilation, in_channels,
+                            padding_mode=padding_mode, activation=depthwise_activation, layout=layout, device=device)
+        return api.conv2d(middle, pointwise_weight, pointwise_bias, activation=activation, layout=layout, out=out,
+                          device=device)
+
+    x, dw_weight, dw_bias, dw_spec = arrays.accept(
+        x, depthwise_weight, depthwise_bias, stride, padding, dilation, in_channels, padding_mode=padding_mode,
+        activation=depthwise_activation, layout=layout, out=None)
+    pw_weight = arrays.as_host_array(pointwise_weight, "pointwise_weight")
+    pw_bias = None if pointwise_bias is None else arrays.as_host_array(pointwise_bias, "pointwise_bias")
+    if pw_weight.ndim != 4 or pw_weight.shape[2:] != (1, 1):
+        raise ValueError(f"pointwise_weight must be (C_out, {dw_spec.out_channels}, 1, 1), got shape {pw_weight.shape}")
+    for name, value in (("pointwise_weight", pw_weight), ("pointwise_bias", pw_bias)):
+        if value is not None and value.dtype != dw_spec.dtype:
+            raise TypeError(f"{name} must have the dtype of x, got x {dw_spec.dtype} and {name} {value.dtype}")
+    pw_spec = _pointwise_spec(dw_spec.out_shape, pw_weight.shape, None if pw_bias is None else pw_bias.shape,
+                              dw_spec.dtype, activation, layout)
+    if out is not None:
+        arrays.check_out(out, pw_spec, {"x": x, "depthwise_weight": dw_weight, "pointwise_weight": pw_weight,
+                                        "depthwise_bias": dw_bias, "pointwise_bias": pw_bias})
+    if dispatch.select(dw_spec)[0].name != "depthwise":  # a filter too large for the depthwise kernel
+        middle = api.conv2d(x, dw_weight, dw_bias, stride, padding, dilation, in_channels, padding_mode=padding_mode, activation=depthwise_activation, layout=layout)
+        return api.conv2d(middle, pw_weight, pw_bias, activation=activation, layout=layout, out=out)
+
+    result = arrays.kernel_output(out, pw_spec, layout)
+    if result.size:
+        run_fused(dw_spec, arrays.to_batched(x, dw_spec), dw_weight, _bias(dw_bias, dw_spec), pw_weight,
+                  _bias(pw_bias, pw_spec), result, ACTIVATION_CODES[activation])
+    return arrays.finish(result, pw_spec, out, layout)
+
+
+@lru_cache(maxsize=256)
+def _pointwise_spec(middle_shape, weight_shape, bias_shape, dtype, activation, layout):
+    # validated once per shape (activation is a hashable str/None here: accept() checked it for the depthwise)
+    return ConvSpec.from_shapes(middle_shape, weight_shape, bias_shape, dtype=dtype, activation=activation,
+                                layout=layout)
+
+
+def _bias(bias, spec):
+    return np.zeros(spec.out_channels, spec.dtype) if bias is None else np.ascontiguousarray(bias)
+
+
+def chunks(n_images: int, out_height: int, row_elements: int, budget: int | None = None):
+    """``(n0, n1, oh0, oh1)`` pieces of the output: whole images while an image's intermediate fits
+    ``budget`` elements (default ``SEPARABLE_CHUNK_ELEMENTS``; ``row_elements`` per output row),
+    else bands of rows of one image."""
+    if budget is None:
+        budget = SEPARABLE_CHUNK_ELEMENTS
+    image = out_height * row_elements
+    if image <= budget:
+        per_chunk = max(1, budget // max(image, 1))
+        return [(n, min(n + per_chunk, n_images), 0, out_height) for n in range(0, n_images, per_chunk)]
+    rows = max(1, budget // max(row_elements, 1))
+    return [(n, n + 1, oh, min(oh + rows, out_height)) for n in range(n_images) for oh in range(0, out_height, rows)]
+
+
+def run_fused(dw_spec, x, dw_weight, dw_bias, pw_weight, pw_bias, out, activation_code):
+    """x batched in ``dw_spec.layout`` (any strides); out C-contiguous batched in that layout."""
+    nhwc = dw_spec.layout == "NHWC"
+    sh, sw = dw_spec.stride
+    dh, _ = dw_spec.dilation
+    if dw_spec.padding_mode == "zeros":
+        x = np.ascontiguousarray(x)
+        pad_top, pad_left = dw_spec.padding[0], dw_spec.padding[2]
+    else:  # other modes: pad once, then the kernel sees no padding
+        x = arrays.pad_input_nhwc(x, dw_spec) if nhwc else arrays.pad_input(x, dw_spec)
+        pad_top = pad_left = 0
+    in_height = x.shape[1] if nhwc else x.shape[2]
+    middle_channels, out_channels = dw_spec.out_channels, pw_weight.shape[0]
+    out_height, out_width = dw_spec.out_height, dw_spec.out_width
+    pixels = out_height * out_width
+    filters = np.ascontiguousarray(dw_weight.reshape(middle_channels, dw_spec.kernel_height, dw_spec.kernel_width))
+    mixing = pw_weight.reshape(out_channels, middle_channels)
+    mixing_t = mixing.T
+    for n0, n1, oh0, oh1 in chunks(dw_spec.batch, out_height, out_width * middle_channels):
+        # the input rows this band reads, and the top padding that is left once they are cut out
+        first = oh0 * sh - pad_top
+        last = (oh1 - 1) * sh - pad_top + (dw_spec.kernel_height - 1) * dh
+        start, stop = max(first, 0), max(min(last + 1, in_height), max(first, 0))
+        rows = oh1 - oh0
+        if nhwc:
+            band = np.ascontiguousarray(x[n0:n1, start:stop])
+            middle = np.empty((n1 - n0, rows, out_width, middle_channels), x.dtype)
+            cpu_depthwise.run_nhwc(band, dw_weight, dw_bias, middle, dw_spec.channel_multiplier, dw_spec.stride,
+                                   dw_spec.dilation, start - first, pad_left, dw_spec.activation_code)
+            target = out[n0:n1, oh0:oh1].reshape(-1, out_channels)  # contiguous: whole images or one band
+            np.matmul(middle.reshape(-1, middle_channels), mixing_t, out=target)
+            bias_activation_last_inplace(target, pw_bias, activation_code)
+        else:
+            band = np.ascontiguousarray(x[n0:n1, :, start:stop])
+            middle = np.empty((n1 - n0, middle_channels, rows, out_width), x.dtype)
+            cpu_depthwise.run_nchw(band, filters, dw_bias, middle, dw_spec.channel_multiplier, dw_spec.stride,
+                                   dw_spec.dilation, start - first, pad_left, dw_spec.activation_code)
+            # (images, C_out, band pixels): a strided view of out when the band is part of a plane
+            target = out[n0:n1].reshape(n1 - n0, out_channels, pixels)[:, :, oh0 * out_width:oh1 * out_width]
+            np.matmul(mixing, middle.reshape(n1 - n0, middle_channels, rows * out_width), out=target)
+            bias_activation_inplace(target, pw_bias, activation_code)
