@@ -35,6 +35,7 @@ def test_matches_torch(problem):
     rng = np.random.default_rng(problem.pop("seed"))
     shape, weight_shape = problem.pop("shape"), problem.pop("weight_shape")
     problem.pop("memory_layout"), problem.pop("dtype")
+    layout = problem.pop("layout")
     if shape[0] == 0:
         shape = (1,) + shape[1:]
     with_bias = problem.pop("bias")
@@ -48,7 +49,11 @@ def test_matches_torch(problem):
     for dtype in (np.float64, np.float32):
         xd, wd, bd = x.astype(dtype), weight.astype(dtype), None if bias is None else bias.astype(dtype)
         for name in ["auto"] + serving_kernels(shape, weight_shape, bias=with_bias, dtype=dtype, **problem):
-            got = numbaconv.conv2d(xd, wd, bd, algorithm=name, **problem)
+            if layout == "NHWC":  # channels-last data: the NHWC kernels, compared back in NCHW
+                got = np.moveaxis(numbaconv.conv2d(np.ascontiguousarray(np.moveaxis(xd, 1, -1)), wd, bd,
+                                                   algorithm=name, layout="NHWC", **problem), -1, 1)
+            else:
+                got = numbaconv.conv2d(xd, wd, bd, algorithm=name, **problem)
             assert_matches_reference(got, xd, wd, bd, **problem)
             if dtype == np.float64:
                 np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
