@@ -117,6 +117,26 @@ def pad_input_nhwc(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
                                        mode=NUMPY_PAD_MODES[spec.padding_mode]))
 
 
+def unpad_adjoint(grad_padded: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """The adjoint of :func:`pad_input`: the gradient w.r.t. the padded input (N, C, Hp, Wp) carried back
+    to the input (N, C, H, W).  Zero padding: the interior.  Other modes: the interior plus, for every
+    padded border position, its gradient added to the input pixel it is a copy of."""
+    top, bottom, left, right = spec.padding
+    height, width = spec.in_height, spec.in_width
+    interior = grad_padded[:, :, top: top + height, left: left + width]
+    if not spec.has_padding or spec.padding_mode == "zeros":
+        return np.ascontiguousarray(interior)
+    n, c = grad_padded.shape[:2]
+    source = np.pad(np.arange(height * width).reshape(height, width), ((top, bottom), (left, right)),
+                    mode=NUMPY_PAD_MODES[spec.padding_mode])
+    border = np.ones(source.shape, bool)
+    border[top: top + height, left: left + width] = False
+    grad = np.ascontiguousarray(interior).reshape(n * c, height * width)
+    # np.add.at accumulates repeated targets (a corner pixel receives several border copies)
+    np.add.at(grad.T, source[border], grad_padded.reshape(n * c, -1)[:, border.reshape(-1)].T)
+    return grad.reshape(n, c, height, width)
+
+
 def check_out(out, spec: ConvSpec, inputs) -> np.ndarray:
     """Validate a caller's ``out=``: exact shape and dtype, writeable, not overlapping an input."""
     if not isinstance(out, np.ndarray):

@@ -88,3 +88,74 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
     middle = conv2d(x, depthwise_weight, depthwise_bias, stride, padding, dilation, np.shape(x)[channel_axis],
                     padding_mode=padding_mode, activation=depthwise_activation, layout=layout)
     return conv2d(middle, pointwise_weight, pointwise_bias, activation=activation, layout=layout)
+
+
+# ---- gradients (the oracle of numbaconv.grad) ------------------------------------------------------
+# For y = conv2d(x, w) (before bias and activation) and an upstream gradient gy = dL/dy:
+#
+#     dL/dxpad[n, g*Cig + c, i*sh + kh*dh, j*sw + kw*dw] += w[g*Cog + o, c, kh, kw] * gy[n, g*Cog + o, i, j]
+#     dL/dw[g*Cog + o, c, kh, kw] = sum_{n,i,j} gy[n, g*Cog + o, i, j] * xpad[n, g*Cig + c, i*sh + kh*dh, j*sw + kw*dw]
+#
+# (the forward's definition read backwards, one tap at a time), then dL/dx is dL/dxpad carried
+# back through the padding: cropped for zero padding, and for reflect/replicate/circular each
+# padded position's gradient added to the input pixel it copies.
+
+def conv2d_grad_input_nchw(spec: ConvSpec, weight: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
+    """dL/dx in float64 (N, C_in, H, W) from a batched NCHW grad_output."""
+    n, groups = spec.batch, spec.groups
+    cig, cog = spec.in_channels_per_group, spec.out_channels_per_group
+    ho, wo = spec.out_height, spec.out_width
+    sh, sw = spec.stride
+    dh, dw = spec.dilation
+    top, bottom, left, right = spec.padding
+    grad_padded = np.zeros((n, groups, cig, spec.in_height + top + bottom, spec.in_width + left + right))
+    gy = grad_output.astype(np.float64).reshape(n, groups, cog, ho, wo)
+    wg = weight.astype(np.float64).reshape(groups, cog, cig, spec.kernel_height, spec.kernel_width)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for kh in range(spec.kernel_height):
+            for kw in range(spec.kernel_width):
+                window = grad_padded[:, :, :, kh * dh: kh * dh + sh * (ho - 1) + 1: sh,
+                                     kw * dw: kw * dw + sw * (wo - 1) + 1: sw]
+                window += np.einsum("ngohw,goc->ngchw", gy, wg[:, :, :, kh, kw])
+    return arrays.unpad_adjoint(grad_padded.reshape(n, spec.in_channels, *grad_padded.shape[3:]), spec)
+
+
+def conv2d_grad_weight_nchw(spec: ConvSpec, x: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
+    """dL/dw in float64 (C_out, C_in/G, kH, kW) from batched NCHW x and grad_output."""
+    x = arrays.pad_input(x.astype(np.float64), spec)
+    n, groups = spec.batch, spec.groups
+    cig, cog = spec.in_channels_per_group, spec.out_channels_per_group
+    ho, wo = spec.out_height, spec.out_width
+    sh, sw = spec.stride
+    dh, dw = spec.dilation
+    xg = x.reshape(n, groups, cig, x.shape[2], x.shape[3])
+    gy = grad_output.astype(np.float64).reshape(n, groups, cog, ho, wo)
+    grad = np.zeros((groups, cog, cig, spec.kernel_height, spec.kernel_width))
+    with np.errstate(invalid="ignore", over="ignore"):
+        for kh in range(spec.kernel_height):
+            for kw in range(spec.kernel_width):
+                window = xg[:, :, :, kh * dh: kh * dh + sh * (ho - 1) + 1: sh, kw * dw: kw * dw + sw * (wo - 1) + 1: sw]
+                grad[:, :, :, kh, kw] = np.einsum("ngohw,ngchw->goc", gy, window)
+    return grad.reshape(spec.weight_shape)
+
+
+def conv2d_grad_input(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
+                      padding_mode="zeros", layout="NCHW"):
+    """Pure-NumPy ``numbaconv.conv2d_grad_input`` (same arguments and checks)."""
+    from . import grad
+
+    spec, weight, grad_output = grad.accept_grad_input(input_shape, weight, grad_output, stride, padding, dilation,
+                                                       groups, padding_mode, layout)
+    result = conv2d_grad_input_nchw(spec, weight, grad.output_nchw(grad_output, spec))
+    return grad.input_like(result.astype(spec.dtype), spec)
+
+
+def conv2d_grad_weight(x, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
+                       padding_mode="zeros", layout="NCHW"):
+    """Pure-NumPy ``numbaconv.conv2d_grad_weight`` (same arguments and checks)."""
+    from . import grad
+
+    spec, x, grad_output = grad.accept_grad_weight(x, weight_shape, grad_output, stride, padding, dilation, groups,
+                                                   padding_mode, layout)
+    result = conv2d_grad_weight_nchw(spec, arrays.to_nchw(x, spec), grad.output_nchw(grad_output, spec))
+    return result.astype(spec.dtype)

@@ -1,0 +1,205 @@
+"""Gradients of conv2d, for training: ``conv2d_grad_input``, ``conv2d_grad_weight``, ``conv2d_grad_bias``.
+
+Semantics of ``torch.nn.grad.conv2d_input`` / ``conv2d_weight``: the gradients of the loss with
+respect to x and to the weight of ``y = conv2d(x, weight, ...)``, given ``grad_output = dL/dy``,
+before any bias or activation (apply the activation's derivative to ``grad_output`` first).
+Every option of the forward is accepted: stride, padding (incl. 'same'/'valid'), dilation,
+groups, channel multiplier, padding modes, unbatched input, ``layout='NHWC'``.
+
+How they run on the CPU, reusing the forward kernels where the algebra allows:
+
+* **grad input** is a convolution of ``grad_output`` with the flipped, channel-transposed weight
+  (a "full" correlation: padded by the dilated kernel extent minus 1, the grad zero-upsampled by
+  the stride first).  It runs through :func:`numbaconv.conv2d`, so depthwise layers use the
+  depthwise kernel and the others the grouped/BLAS kernels; then the padding's adjoint
+  (crop, or fold the border back for reflect/replicate/circular).
+* **grad weight**, dense and grouped: one batched BLAS product per image,
+  ``grad_output[n, g] (C_out/G x P) @ im2col(x)[n, g]^T (P x K)``, summed over the images in float64.
+* **grad weight**, depthwise: a reduction over N x H_out x W_out per filter tap, a Numba kernel
+  parallel over (output channel, tap), each task owning one weight element, so no two threads
+  write one place.  **float32 inputs are accumulated in float64** (products and sums), so a
+  reduction over millions of pixels loses no precision to the accumulator; the result is
+  rounded to float32 once.
+* **grad bias**: the sum of ``grad_output`` over images and pixels, accumulated in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from . import api, arrays
+from .cpu import grouped as cpu_grouped
+from .cpu.twins import parallel_and_serial
+from .config import PARALLEL_MIN_WORK
+from .spec import ConvSpec, check_dtypes
+
+_U = np.uint64
+
+
+# ---- validation ----------------------------------------------------------------------------------
+def _grad_output(grad_output, spec: ConvSpec):
+    grad_output = arrays.as_host_array(grad_output, "grad_output")
+    if grad_output.dtype != spec.dtype:
+        raise TypeError(f"grad_output must have the dtype of the convolution ({spec.dtype}), got {grad_output.dtype}")
+    if grad_output.shape != spec.out_shape:
+        raise ValueError(f"grad_output must have the convolution's output shape {spec.out_shape}, "
+                         f"got {grad_output.shape}")
+    return grad_output
+
+
+def accept_grad_input(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, layout):
+    """Every check of a grad-input call: ``(spec, weight, grad_output)``."""
+    weight = arrays.as_host_array(weight, "weight")
+    grad_dtype = getattr(grad_output, "dtype", None)
+    dtype = check_dtypes(grad_dtype if grad_dtype is not None else weight.dtype, weight.dtype)
+    spec = ConvSpec.from_shapes(input_shape, weight.shape, None, stride, padding, dilation, groups, dtype=dtype,
+                                padding_mode=padding_mode, layout=layout)
+    return spec, weight, _grad_output(grad_output, spec)
+
+
+def accept_grad_weight(x, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode, layout):
+    """Every check of a grad-weight call: ``(spec, x, grad_output)``."""
+    x = arrays.as_host_array(x, "x")
+    dtype = check_dtypes(x.dtype, x.dtype)
+    spec = ConvSpec.from_shapes(x.shape, weight_shape, None, stride, padding, dilation, groups, dtype=dtype,
+                                padding_mode=padding_mode, layout=layout)
+    return spec, x, _grad_output(grad_output, spec)
+
+
+def output_nchw(grad_output: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """A batched NCHW view of grad_output (in the caller's layout)."""
+    if not spec.batched:
+        grad_output = grad_output[np.newaxis]
+    if spec.layout == "NHWC":
+        grad_output = grad_output.transpose(0, 3, 1, 2)
+    return grad_output
+
+
+def input_like(grad_input: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """A batched NCHW gradient w.r.t. x in the caller's layout and batchedness."""
+    if spec.layout == "NHWC":
+        grad_input = np.ascontiguousarray(grad_input.transpose(0, 2, 3, 1))
+    return grad_input if spec.batched else grad_input[0]
+
+
+# ---- public functions ----------------------------------------------------------------------------
+def conv2d_grad_input(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
+                      padding_mode="zeros", layout="NCHW"):
+    """dL/dx of ``y = conv2d(x, weight, ...)`` for x of ``input_shape``, given ``grad_output`` = dL/dy.
+
+    Same semantics as ``torch.nn.grad.conv2d_input(input_shape, weight, grad_output, stride,
+    padding, dilation, groups)``; the result has ``input_shape`` and the dtype of weight.
+    """
+    spec, weight, grad_output = accept_grad_input(input_shape, weight, grad_output, stride, padding, dilation,
+                                                  groups, padding_mode, layout)
+    if 0 in (spec.batch, spec.in_channels, spec.in_height, spec.in_width):
+        return input_like(np.zeros((spec.batch, spec.in_channels, spec.in_height, spec.in_width), spec.dtype), spec)
+    grad_padded = _grad_padded_input(spec, weight, output_nchw(grad_output, spec))
+    return input_like(arrays.unpad_adjoint(grad_padded, spec), spec)
+
+
+def _grad_padded_input(spec: ConvSpec, weight: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
+    """dL/d(padded x), (N, C_in, Hp, Wp), as one forward convolution (see the module docstring)."""
+    top, bottom, left, right = spec.padding
+    padded_height, padded_width = spec.in_height + top + bottom, spec.in_width + left + right
+    sh, sw = spec.stride
+    extent_h = (spec.kernel_height - 1) * spec.dilation[0] + 1
+    extent_w = (spec.kernel_width - 1) * spec.dilation[1] + 1
+    if spec.out_channels == 0 or spec.out_height == 0 or spec.out_width == 0:
+        return np.zeros((spec.batch, spec.in_channels, padded_height, padded_width), spec.dtype)
+    if (sh, sw) == (1, 1):
+        upsampled = grad_output
+    else:  # zeros between the gradient's pixels: the positions the strided forward skipped
+        upsampled = np.zeros((spec.batch, spec.out_channels, (spec.out_height - 1) * sh + 1,
+                              (spec.out_width - 1) * sw + 1), spec.dtype)
+        upsampled[:, :, ::sh, ::sw] = grad_output
+    groups, cog, cig = spec.groups, spec.out_channels_per_group, spec.in_channels_per_group
+    # weight (G*Cog, Cig, kH, kW) -> flipped taps, per group (Cig outputs, Cog inputs): (G*Cig, Cog, kH, kW)
+    transposed = np.ascontiguousarray(
+        weight.reshape(groups, cog, cig, spec.kernel_height, spec.kernel_width)[:, :, :, ::-1, ::-1]
+        .transpose(0, 2, 1, 3, 4).reshape(spec.in_channels, cog, spec.kernel_height, spec.kernel_width))
+    full = api.conv2d(upsampled, transposed, None, 1, (extent_h - 1, extent_w - 1), spec.dilation, groups)
+    if full.shape[2:] == (padded_height, padded_width):
+        return full
+    # the last rows/columns that no output read (when the stride does not divide the extent) get zero gradient
+    grad_padded = np.zeros((spec.batch, spec.in_channels, padded_height, padded_width), spec.dtype)
+    grad_padded[:, :, : full.shape[2], : full.shape[3]] = full
+    return grad_padded
+
+
+def conv2d_grad_weight(x, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
+                       padding_mode="zeros", layout="NCHW"):
+    """dL/dweight of ``y = conv2d(x, weight, ...)`` for a weight of ``weight_shape``, given dL/dy.
+
+    Same semantics as ``torch.nn.grad.conv2d_weight(x, weight_shape, grad_output, stride, padding,
+    dilation, groups)``; the result has ``weight_shape`` and x's dtype.
+    """
+    spec, x, grad_output = accept_grad_weight(x, weight_shape, grad_output, stride, padding, dilation, groups,
+                                              padding_mode, layout)
+    gy = output_nchw(grad_output, spec)
+    if 0 in (spec.batch, spec.out_height, spec.out_width) or 0 in spec.weight_shape:
+        return np.zeros(spec.weight_shape, spec.dtype)
+    x = arrays.to_nchw(x, spec)
+    if spec.is_depthwise:
+        return _depthwise_grad_weight(spec, x, gy)
+    columns = cpu_grouped.gemm_columns(spec, x)  # (N, G, K, P)
+    pixels = spec.out_height * spec.out_width
+    gy = np.ascontiguousarray(gy).reshape(spec.batch, spec.groups, spec.out_channels_per_group, pixels)
+    per_image = np.matmul(gy, columns.transpose(0, 1, 3, 2))  # (N, G, C_out/G, K)
+    return per_image.sum(axis=0, dtype=np.float64).astype(spec.dtype).reshape(spec.weight_shape)
+
+
+def conv2d_grad_bias(grad_output, layout="NCHW"):
+    """dL/dbias: ``grad_output`` summed over images and pixels (float64 accumulation), shape (C_out,)."""
+    grad_output = arrays.as_host_array(grad_output, "grad_output")
+    if layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"layout must be one of ('NCHW', 'NHWC'), got {layout!r}")
+    if grad_output.ndim not in (3, 4) or grad_output.dtype not in (np.float32, np.float64):
+        raise ValueError(f"grad_output must be a 3-D or 4-D float32/float64 array, got {grad_output.ndim}-D "
+                         f"{grad_output.dtype}")
+    channel_axis = grad_output.ndim - 1 if layout == "NHWC" else grad_output.ndim - 3
+    axes = tuple(a for a in range(grad_output.ndim) if a != channel_axis)
+    return grad_output.sum(axis=axes, dtype=np.float64).astype(grad_output.dtype)
+
+
+# ---- depthwise grad weight kernel ----------------------------------------------------------------
+def _depthwise_weight_kernel(padded, grad_output, grad_weight, multiplier, stride_h, stride_w, dilation_h,
+                             dilation_w):
+    """grad_weight[co, kh, kw] = sum_{n, i, j} grad_output[n, co, i, j] * padded[n, co // m, i*sh + kh*dh, j*sw + kw*dw].
+
+    One task per (output channel, tap) owns its weight element: no races, no partials to merge.
+    The sum runs in float64 whatever the dtype: a row at a time (a SIMD loop of float64 FMAs), rows
+    added into the task's total."""
+    n_images, _, _, _ = padded.shape
+    out_channels, out_height, out_width = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
+    kernel_height, kernel_width = grad_weight.shape[1], grad_weight.shape[2]
+    taps = kernel_height * kernel_width
+    for task in prange(out_channels * taps):
+        co = task // taps
+        tap = task % taps
+        kh = tap // kernel_width
+        kw = tap % kernel_width
+        ci = co // multiplier
+        total = 0.0
+        for n in range(n_images):
+            for i in range(out_height):
+                ih = i * stride_h + kh * dilation_h
+                row = 0.0
+                for j in range(out_width):
+                    row += np.float64(grad_output[n, co, i, j]) * np.float64(padded[n, ci, ih, j * stride_w + kw * dilation_w])
+                total += row
+        grad_weight[co, kh, kw] = total
+
+
+_depthwise_weight_parallel, _depthwise_weight_serial = parallel_and_serial(_depthwise_weight_kernel)
+
+
+def _depthwise_grad_weight(spec: ConvSpec, x: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
+    padded = arrays.pad_input(x, spec)
+    grad = np.empty((spec.out_channels, spec.kernel_height, spec.kernel_width), np.float64)
+    gy = np.ascontiguousarray(grad_output)
+    work = gy.size * spec.kernel_height * spec.kernel_width
+    kernel = _depthwise_weight_parallel if work >= PARALLEL_MIN_WORK else _depthwise_weight_serial
+    kernel(padded, gy, grad, spec.channel_multiplier, *spec.stride, *spec.dilation)
+    return grad.astype(spec.dtype).reshape(spec.weight_shape)
