@@ -24,6 +24,7 @@ from .api import conv2d, depthwise_conv2d, grouped_conv2d, pointwise_conv2d  # n
 from .dispatch import Plan, algorithms, plan  # noqa: E402
 from .grad import conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight  # noqa: E402
 from .separable import separable_conv2d  # noqa: E402
+from .shuffle import channel_shuffle  # noqa: E402
 from .spec import ConvSpec  # noqa: E402
 from .tuning import Tuned, tune  # noqa: E402
 
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConvSpec",
+    "channel_shuffle",
     "Plan",
     "algorithms",
     "conv2d",

@@ -1,0 +1,31 @@
+"""ShuffleNet's channel shuffle: after a grouped convolution, interleave the groups' channels so the
+next grouped convolution sees channels from every group.
+
+Channel ``g*(C/G) + i`` moves to position ``i*G + g``: view the channels as a (G, C/G) matrix and
+transpose it.  Same result as ``torch.nn.ChannelShuffle(groups)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import arrays
+
+
+def channel_shuffle(x, groups: int, *, layout: str = "NCHW"):
+    """x (N, C, H, W) or (C, H, W) (channels last with ``layout='NHWC'``) with its channels shuffled
+    across ``groups``; a new C-contiguous array of x's dtype (x is not modified)."""
+    x = arrays.as_host_array(x, "x")
+    if layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"layout must be one of ('NCHW', 'NHWC'), got {layout!r}")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)):
+        raise TypeError(f"groups must be an int, got {type(groups).__name__} {groups!r}")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"x must be 3-D or 4-D, got shape {x.shape}")
+    axis = x.ndim - 1 if layout == "NHWC" else x.ndim - 3
+    channels = x.shape[axis]
+    if groups < 1 or channels % groups:
+        raise ValueError(f"groups must be >= 1 and divide the channels ({channels}), got groups={groups}")
+    split = x.shape[:axis] + (int(groups), channels // groups) + x.shape[axis + 1:]
+    shuffled = np.swapaxes(np.reshape(x, split), axis, axis + 1)  # a view when x is contiguous
+    return np.ascontiguousarray(shuffled).reshape(x.shape)
