@@ -67,15 +67,6 @@ def accept_grad_weight(x, weight_shape, grad_output, stride, padding, dilation, 
     return spec, x, _grad_output(grad_output, spec)
 
 
-def output_nchw(grad_output: np.ndarray, spec: ConvSpec) -> np.ndarray:
-    """A batched NCHW view of grad_output (in the caller's layout)."""
-    if not spec.batched:
-        grad_output = grad_output[np.newaxis]
-    if spec.layout == "NHWC":
-        grad_output = grad_output.transpose(0, 3, 1, 2)
-    return grad_output
-
-
 def input_like(grad_input: np.ndarray, spec: ConvSpec) -> np.ndarray:
     """A batched NCHW gradient w.r.t. x in the caller's layout and batchedness."""
     if spec.layout == "NHWC":
@@ -95,7 +86,7 @@ def conv2d_grad_input(input_shape, weight, grad_output, stride=1, padding=0, dil
                                                   groups, padding_mode, layout)
     if 0 in (spec.batch, spec.in_channels, spec.in_height, spec.in_width):
         return input_like(np.zeros((spec.batch, spec.in_channels, spec.in_height, spec.in_width), spec.dtype), spec)
-    grad_padded = _grad_padded_input(spec, weight, output_nchw(grad_output, spec))
+    grad_padded = _grad_padded_input(spec, weight, arrays.to_nchw(grad_output, spec))
     return input_like(arrays.unpad_adjoint(grad_padded, spec), spec)
 
 
@@ -137,7 +128,7 @@ def conv2d_grad_weight(x, weight_shape, grad_output, stride=1, padding=0, dilati
     """
     spec, x, grad_output = accept_grad_weight(x, weight_shape, grad_output, stride, padding, dilation, groups,
                                               padding_mode, layout)
-    gy = output_nchw(grad_output, spec)
+    gy = arrays.to_nchw(grad_output, spec)
     if 0 in (spec.batch, spec.out_height, spec.out_width) or 0 in spec.weight_shape:
         return np.zeros(spec.weight_shape, spec.dtype)
     x = arrays.to_nchw(x, spec)

@@ -39,14 +39,16 @@ def hardswish(v):
 ACTIVATION_FUNCTIONS = {None: lambda v: v, "relu": relu, "relu6": relu6, "silu": silu, "hardswish": hardswish}
 
 
+def _sizes(spec: ConvSpec):
+    """(N, G, C_in/G, C_out/G, H_out, W_out, stride, dilation): the names the formulas use."""
+    return (spec.batch, spec.groups, spec.in_channels_per_group, spec.out_channels_per_group, spec.out_height,
+            spec.out_width, spec.stride, spec.dilation)
+
+
 def conv2d_nchw(spec: ConvSpec, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """The definition, on a batched NCHW x; returns float64 (N, C_out, H_out, W_out)."""
+    n, groups, cig, cog, ho, wo, (sh, sw), (dh, dw) = _sizes(spec)
     x = arrays.pad_input(x.astype(np.float64), spec)
-    n, groups = spec.batch, spec.groups
-    cig, cog = spec.in_channels_per_group, spec.out_channels_per_group
-    ho, wo = spec.out_height, spec.out_width
-    sh, sw = spec.stride
-    dh, dw = spec.dilation
     xg = x.reshape(n, groups, cig, x.shape[2], x.shape[3])
     wg = weight.astype(np.float64).reshape(groups, cog, cig, spec.kernel_height, spec.kernel_width)
     out = np.zeros((n, groups, cog, ho, wo), dtype=np.float64)
@@ -102,11 +104,7 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
 
 def conv2d_grad_input_nchw(spec: ConvSpec, weight: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
     """dL/dx in float64 (N, C_in, H, W) from a batched NCHW grad_output."""
-    n, groups = spec.batch, spec.groups
-    cig, cog = spec.in_channels_per_group, spec.out_channels_per_group
-    ho, wo = spec.out_height, spec.out_width
-    sh, sw = spec.stride
-    dh, dw = spec.dilation
+    n, groups, cig, cog, ho, wo, (sh, sw), (dh, dw) = _sizes(spec)
     top, bottom, left, right = spec.padding
     grad_padded = np.zeros((n, groups, cig, spec.in_height + top + bottom, spec.in_width + left + right))
     gy = grad_output.astype(np.float64).reshape(n, groups, cog, ho, wo)
@@ -122,12 +120,8 @@ def conv2d_grad_input_nchw(spec: ConvSpec, weight: np.ndarray, grad_output: np.n
 
 def conv2d_grad_weight_nchw(spec: ConvSpec, x: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
     """dL/dw in float64 (C_out, C_in/G, kH, kW) from batched NCHW x and grad_output."""
+    n, groups, cig, cog, ho, wo, (sh, sw), (dh, dw) = _sizes(spec)
     x = arrays.pad_input(x.astype(np.float64), spec)
-    n, groups = spec.batch, spec.groups
-    cig, cog = spec.in_channels_per_group, spec.out_channels_per_group
-    ho, wo = spec.out_height, spec.out_width
-    sh, sw = spec.stride
-    dh, dw = spec.dilation
     xg = x.reshape(n, groups, cig, x.shape[2], x.shape[3])
     gy = grad_output.astype(np.float64).reshape(n, groups, cog, ho, wo)
     grad = np.zeros((groups, cog, cig, spec.kernel_height, spec.kernel_width))
@@ -146,7 +140,7 @@ def conv2d_grad_input(input_shape, weight, grad_output, stride=1, padding=0, dil
 
     spec, weight, grad_output = grad.accept_grad_input(input_shape, weight, grad_output, stride, padding, dilation,
                                                        groups, padding_mode, layout)
-    result = conv2d_grad_input_nchw(spec, weight, grad.output_nchw(grad_output, spec))
+    result = conv2d_grad_input_nchw(spec, weight, arrays.to_nchw(grad_output, spec))
     return grad.input_like(result.astype(spec.dtype), spec)
 
 
@@ -157,5 +151,5 @@ def conv2d_grad_weight(x, weight_shape, grad_output, stride=1, padding=0, dilati
 
     spec, x, grad_output = grad.accept_grad_weight(x, weight_shape, grad_output, stride, padding, dilation, groups,
                                                    padding_mode, layout)
-    result = conv2d_grad_weight_nchw(spec, arrays.to_nchw(x, spec), grad.output_nchw(grad_output, spec))
+    result = conv2d_grad_weight_nchw(spec, arrays.to_nchw(x, spec), arrays.to_nchw(grad_output, spec))
     return result.astype(spec.dtype)
