@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole GPU run in one command, for a machine with an NVIDIA GPU whose image already has
 # numba, numba-cuda, numpy and (optional peers) torch with CUDA and CuPy; it installs nothing.
-#   1. the CUDA tests for real (pytest -m cuda tests/cuda), when pytest and hypothesis are there;
+#   1. the CUDA tests for real (pytest -m cuda tests/cuda, and the torch bridge trained on CUDA
+#      tensors), when pytest and hypothesis are there;
 #   2. numbaconv bench --device cuda on the full suite against torch/cuDNN (TF32 off) and CuPy,
 #      written to benchmarks/results/gpu-<device>-<date>.json (+ the roofline PNG with matplotlib).
 # Usage: benchmarks/run_gpu.sh [suite] [batch]       (defaults: all 1)
@@ -12,7 +13,7 @@ suite="${1:-all}"
 batch="${2:-1}"
 python -c "from numba import cuda; assert cuda.is_available(), 'no CUDA device'; print(cuda.get_current_device().name)"
 if python -c "import pytest, hypothesis" 2>/dev/null; then
-    python -m pytest -q -p no:cacheprovider -m cuda tests/cuda
+    python -m pytest -q -p no:cacheprovider -m cuda tests/cuda tests/test_torch_bridge.py
 else
     echo "pytest or hypothesis missing: CUDA tests skipped"
 fi

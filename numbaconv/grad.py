@@ -52,7 +52,8 @@ def accept_grad_input(input_shape, weight, grad_output, stride, padding, dilatio
     """Every check of a grad-input call: ``(spec, weight, grad_output)``."""
     weight = arrays.as_host_array(weight, "weight")
     grad_dtype = getattr(grad_output, "dtype", None)
-    dtype = check_dtypes(grad_dtype if grad_dtype is not None else weight.dtype, weight.dtype)
+    dtype = check_dtypes(grad_dtype if grad_dtype is not None else weight.dtype, weight.dtype,
+                         names=("grad_output", "weight"))
     spec = ConvSpec.from_shapes(input_shape, weight.shape, None, stride, padding, dilation, groups, dtype=dtype,
                                 padding_mode=padding_mode, layout=layout)
     return spec, weight, _grad_output(grad_output, spec)
@@ -75,13 +76,24 @@ def input_like(grad_input: np.ndarray, spec: ConvSpec) -> np.ndarray:
 
 
 # ---- public functions ----------------------------------------------------------------------------
+def _on_device(*values) -> bool:
+    return any(arrays.is_cuda_array(value) for value in values)
+
+
 def conv2d_grad_input(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
-                      padding_mode="zeros", layout="NCHW"):
+                      padding_mode="zeros", layout="NCHW", stream=None):
     """dL/dx of ``y = conv2d(x, weight, ...)`` for x of ``input_shape``, given ``grad_output`` = dL/dy.
 
     Same semantics as ``torch.nn.grad.conv2d_input(input_shape, weight, grad_output, stride,
     padding, dilation, groups)``; the result has ``input_shape`` and the dtype of weight.
+    CUDA arrays (Numba, CuPy, torch) run the CUDA kernels and give a result of grad_output's
+    family, launched on ``stream`` (else the family's current stream).
     """
+    if _on_device(weight, grad_output):
+        from .cuda import grad as cuda_grad
+
+        return cuda_grad.grad_input(input_shape, weight, grad_output, stride, padding, dilation, groups,
+                                    padding_mode=padding_mode, layout=layout, stream=stream)
     spec, weight, grad_output = accept_grad_input(input_shape, weight, grad_output, stride, padding, dilation,
                                                   groups, padding_mode, layout)
     if 0 in (spec.batch, spec.in_channels, spec.in_height, spec.in_width):
@@ -120,12 +132,18 @@ def _grad_padded_input(spec: ConvSpec, weight: np.ndarray, grad_output: np.ndarr
 
 
 def conv2d_grad_weight(x, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
-                       padding_mode="zeros", layout="NCHW"):
+                       padding_mode="zeros", layout="NCHW", stream=None):
     """dL/dweight of ``y = conv2d(x, weight, ...)`` for a weight of ``weight_shape``, given dL/dy.
 
     Same semantics as ``torch.nn.grad.conv2d_weight(x, weight_shape, grad_output, stride, padding,
-    dilation, groups)``; the result has ``weight_shape`` and x's dtype.
+    dilation, groups)``; the result has ``weight_shape`` and x's dtype.  CUDA arrays run the CUDA
+    kernels (result of x's family).
     """
+    if _on_device(x, grad_output):
+        from .cuda import grad as cuda_grad
+
+        return cuda_grad.grad_weight(x, weight_shape, grad_output, stride, padding, dilation, groups,
+                                     padding_mode=padding_mode, layout=layout, stream=stream)
     spec, x, grad_output = accept_grad_weight(x, weight_shape, grad_output, stride, padding, dilation, groups,
                                               padding_mode, layout)
     gy = arrays.to_nchw(grad_output, spec)
@@ -141,8 +159,12 @@ def conv2d_grad_weight(x, weight_shape, grad_output, stride=1, padding=0, dilati
     return per_image.sum(axis=0, dtype=np.float64).astype(spec.dtype).reshape(spec.weight_shape)
 
 
-def conv2d_grad_bias(grad_output, layout="NCHW"):
+def conv2d_grad_bias(grad_output, layout="NCHW", *, stream=None):
     """dL/dbias: ``grad_output`` summed over images and pixels (float64 accumulation), shape (C_out,)."""
+    if _on_device(grad_output):
+        from .cuda import grad as cuda_grad
+
+        return cuda_grad.grad_bias(grad_output, layout, stream=stream)
     grad_output = arrays.as_host_array(grad_output, "grad_output")
     if layout not in ("NCHW", "NHWC"):
         raise ValueError(f"layout must be one of ('NCHW', 'NHWC'), got {layout!r}")

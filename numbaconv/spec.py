@@ -63,16 +63,18 @@ def _shape_tuple(shape, name: str) -> tuple[int, ...]:
     return tuple(int(d) for d in dims)
 
 
-def check_dtypes(x_dtype, weight_dtype, bias_dtype=None) -> np.dtype:
-    """The common dtype of x, weight (and bias); TypeError names both when they differ."""
+def check_dtypes(x_dtype, weight_dtype, bias_dtype=None, names=("x", "weight")) -> np.dtype:
+    """The common dtype of x, weight (and bias); TypeError names both when they differ
+    (``names``: what the caller calls its first two arrays)."""
     x_dtype = np.dtype(x_dtype)
     weight_dtype = np.dtype(weight_dtype)
+    a, b = names
     if x_dtype not in SUPPORTED_DTYPES:
         raise TypeError(
-            f"x and weight must be float32 or float64 arrays of one dtype, got x {x_dtype} and weight {weight_dtype}"
+            f"{a} and {b} must be float32 or float64 arrays of one dtype, got {a} {x_dtype} and {b} {weight_dtype}"
         )
     if weight_dtype != x_dtype:
-        raise TypeError(f"x and weight must have the same dtype, got x {x_dtype} and weight {weight_dtype}")
+        raise TypeError(f"{a} and {b} must have the same dtype, got {a} {x_dtype} and {b} {weight_dtype}")
     if bias_dtype is not None and np.dtype(bias_dtype) != x_dtype:
         raise TypeError(f"bias must have the dtype of x, got x {x_dtype} and bias {np.dtype(bias_dtype)}")
     return x_dtype

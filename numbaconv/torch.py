@@ -7,8 +7,8 @@ torch is optional: importing this module needs it, nothing else in numbaconv doe
 are handed to the kernels as NumPy views (``Tensor.numpy()`` shares memory: no copies) and the
 results wrapped back with ``torch.from_numpy``.  float32 and float64.
 
-Status: the backward kernels run on the CPU.  CUDA tensors run numbaconv's CUDA forward; their
-backward is not written yet and raises NotImplementedError (use nn.Conv2d on the GPU for now).
+CUDA tensors run numbaconv's CUDA kernels in both directions, handed over through
+``__cuda_array_interface__`` (no copies) and launched on torch's current stream.
 """
 
 from __future__ import annotations
@@ -46,18 +46,21 @@ class Conv2dFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         x, weight = ctx.saved_tensors
-        if x.is_cuda:
-            raise NotImplementedError("numbaconv.torch: the CUDA backward is not written yet; use nn.Conv2d on the GPU")
         stride, padding, dilation, groups, padding_mode = ctx.options
-        gy = np.ascontiguousarray(_numpy(grad_output))
         options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
+        if x.is_cuda:  # device arrays in, tensors of the same device out (zero-copy wrappers)
+            gy, x, weight = grad_output.detach().contiguous(), x.detach(), weight.detach()
+            wrap = lambda result: torch.as_tensor(result, device=x.device)  # noqa: E731
+        else:
+            gy, x, weight = np.ascontiguousarray(_numpy(grad_output)), _numpy(x), _numpy(weight)
+            wrap = torch.from_numpy
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.from_numpy(grad.conv2d_grad_input(tuple(x.shape), _numpy(weight), gy, **options))
+            grad_x = wrap(grad.conv2d_grad_input(tuple(x.shape), weight, gy, **options))
         if ctx.needs_input_grad[1]:
-            grad_w = torch.from_numpy(grad.conv2d_grad_weight(_numpy(x), tuple(weight.shape), gy, **options))
+            grad_w = wrap(grad.conv2d_grad_weight(x, tuple(weight.shape), gy, **options))
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = torch.from_numpy(grad.conv2d_grad_bias(gy))
+            grad_b = wrap(grad.conv2d_grad_bias(gy))
         return grad_x, grad_w, grad_b, None, None, None, None, None
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+import numbaconv
 from numbaconv import reference
 
 settings.register_profile(
@@ -91,6 +92,43 @@ def with_memory_layout(array: np.ndarray, layout: str) -> np.ndarray:
 
 
 MEMORY_LAYOUTS = ["C", "F", "transposed", "reversed", "strided"]
+
+
+# ---- gradients (tolerance: tests/test_grad.py's docstring) ------------------------------------------
+def up(a):
+    return np.asarray(a, dtype=np.float64)
+
+
+def bound(magnitude, terms, dtype):
+    return 2 * (terms + 2) * (np.finfo(dtype).eps / 2) * magnitude + np.finfo(dtype).tiny
+
+
+def check_grads(x, weight, grad_output, layout="NCHW", *, to_device=None, **kwargs):
+    """numbaconv's grad input / weight / bias of this problem against the float64 references, with the
+    tolerance of test_grad.py's docstring.  ``to_device`` (e.g. numba.cuda.to_device) runs them on
+    device copies of the arrays; the results are brought back with ``copy_to_host``."""
+    dtype = x.dtype
+    move = to_device or (lambda a: a)
+    back = (lambda a: a.copy_to_host()) if to_device else (lambda a: a)
+    gi = back(numbaconv.conv2d_grad_input(x.shape, move(weight), move(grad_output), layout=layout, **kwargs))
+    gw = back(numbaconv.conv2d_grad_weight(move(x), weight.shape, move(grad_output), layout=layout, **kwargs))
+    gb = back(numbaconv.conv2d_grad_bias(move(grad_output), layout=layout))
+    assert gi.shape == x.shape and gi.dtype == dtype
+    assert gw.shape == weight.shape and gw.dtype == dtype
+    exact_i = reference.conv2d_grad_input(x.shape, up(weight), up(grad_output), layout=layout, **kwargs)
+    size_i = reference.conv2d_grad_input(x.shape, np.abs(up(weight)), np.abs(up(grad_output)), layout=layout, **kwargs)
+    exact_w = reference.conv2d_grad_weight(up(x), weight.shape, up(grad_output), layout=layout, **kwargs)
+    size_w = reference.conv2d_grad_weight(np.abs(up(x)), weight.shape, np.abs(up(grad_output)), layout=layout,
+                                          **kwargs)
+    groups = kwargs.get("groups", 1)
+    terms_i = 4 * (weight.shape[0] // groups) * weight.shape[2] * weight.shape[3]
+    channel_axis = -1 if layout == "NHWC" else -3
+    terms_w = max(1, grad_output.size // max(grad_output.shape[channel_axis], 1))
+    assert (np.abs(gi - exact_i) <= bound(size_i, terms_i, dtype)).all(), np.abs(gi - exact_i).max()
+    assert (np.abs(gw - exact_w) <= bound(size_w, terms_w, dtype)).all(), np.abs(gw - exact_w).max()
+    axes = tuple(a for a in range(grad_output.ndim) if a != grad_output.ndim + channel_axis)
+    np.testing.assert_allclose(gb, up(grad_output).sum(axis=axes), rtol=10 * np.finfo(dtype).eps,
+                               atol=np.finfo(dtype).eps * np.abs(up(grad_output)).sum(axis=axes).max())
 
 
 @pytest.fixture

@@ -34,17 +34,8 @@ def block(conv):
                          conv(32, 8, 1), nn.Flatten(), nn.Linear(8 * 10 * 10, 4))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_swap_in_training_matches_nn_conv2d(dtype):
-    torch.manual_seed(0)
-    reference = block(nn.Conv2d).to(dtype)
-    ours = block(Conv2d).to(dtype)
-    ours.load_state_dict(reference.state_dict())  # the same initial weights
-    assert sum(isinstance(m, Conv2d) for m in ours.modules()) == 3
-    generator = torch.Generator().manual_seed(1)
-    inputs = torch.randn(16, 8, 10, 10, generator=generator, dtype=dtype)
-    targets = torch.randint(0, 4, (16,), generator=generator)
-    losses = {}
+def train(reference, ours, inputs, targets, losses):
+    """8 SGD steps of each model on the same batch, recording the losses."""
     for name, model in (("torch", reference), ("numbaconv", ours)):
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
         losses[name] = []
@@ -54,6 +45,30 @@ def test_swap_in_training_matches_nn_conv2d(dtype):
             loss.backward()
             optimizer.step()
             losses[name].append(loss.item())
+
+
+def devices():
+    """cpu, and cuda where torch has a real GPU (the CUDA simulator cannot run torch tensors)."""
+    return ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="torch has no CUDA device here")])]
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_swap_in_training_matches_nn_conv2d(dtype, device):
+    torch.manual_seed(0)
+    reference = block(nn.Conv2d).to(dtype)
+    ours = block(Conv2d).to(dtype)
+    ours.load_state_dict(reference.state_dict())  # the same initial weights
+    assert sum(isinstance(m, Conv2d) for m in ours.modules()) == 3
+    generator = torch.Generator().manual_seed(1)
+    inputs = torch.randn(16, 8, 10, 10, generator=generator, dtype=dtype).to(device)
+    targets = torch.randint(0, 4, (16,), generator=generator).to(device)
+    reference, ours = reference.to(device), ours.to(device)
+    losses = {}
+    # cuDNN without TF32 (its float32 default on Ampere and later) and with fixed algorithms
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+        train(reference, ours, inputs, targets, losses)
     assert losses["torch"][-1] < losses["torch"][0]  # it trains
     tolerance = 1e-4 if dtype == torch.float32 else 1e-10
     np.testing.assert_allclose(losses["numbaconv"], losses["torch"], rtol=tolerance)

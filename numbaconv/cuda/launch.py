@@ -27,6 +27,18 @@ else:
     GEMM_CHANNELS, GEMM_PIXELS, GEMM_DEPTH, GEMM_THREAD_CHANNELS, GEMM_THREAD_PIXELS = 64, 64, 16, 4, 4
     DEPTHWISE_THREADS, DEPTHWISE_SMEM_HEIGHT, DEPTHWISE_SMEM_WIDTH = (32, 8), 40, 136
 GEMM_BLOCK = (GEMM_PIXELS // GEMM_THREAD_PIXELS, GEMM_CHANNELS // GEMM_THREAD_CHANNELS)
+# backward (cuda/grad.py): the grad-weight GEMM tiles GRAD_CHANNELS output channels x GRAD_DEPTH
+# reduction indices (C_in/G * kH * kW) per block, GRAD_THREAD_* of them per thread, over steps of
+# GRAD_PIXELS (image, pixel) pairs; reductions and element-wise kernels use REDUCE_THREADS /
+# ELEMENT_THREADS threads per block; a reduction is split into pieces of at least
+# GRAD_MIN_PIECE (image, pixel) pairs until there are about GRAD_TARGET_BLOCKS blocks.
+if simulated():
+    GRAD_CHANNELS, GRAD_DEPTH, GRAD_PIXELS, GRAD_THREAD_CHANNELS, GRAD_THREAD_DEPTH = 4, 4, 4, 2, 2
+    REDUCE_THREADS, ELEMENT_THREADS, GRAD_MIN_PIECE, GRAD_TARGET_BLOCKS = 4, 32, 8, 4
+else:
+    GRAD_CHANNELS, GRAD_DEPTH, GRAD_PIXELS, GRAD_THREAD_CHANNELS, GRAD_THREAD_DEPTH = 64, 64, 16, 4, 4
+    REDUCE_THREADS, ELEMENT_THREADS, GRAD_MIN_PIECE, GRAD_TARGET_BLOCKS = 256, 256, 4096, 1024
+GRAD_BLOCK = (GRAD_DEPTH // GRAD_THREAD_DEPTH, GRAD_CHANNELS // GRAD_THREAD_CHANNELS)
 # depthwise: the filter is staged in shared memory; larger kernels go to the GEMM kernel
 DEPTHWISE_MAX_TAPS = 64
 MAX_GRID_Y = 65535
@@ -56,3 +68,17 @@ def depthwise(n_images: int, out_channels: int, out_height: int, out_width: int,
     rows, columns = tile
     tiles = math.ceil(out_height / rows) * math.ceil(out_width / columns)
     return (n_images * tiles, out_channels), DEPTHWISE_THREADS
+
+
+def elements(count: int):
+    """(grid, block) of a one-thread-per-element kernel."""
+    return max(1, math.ceil(count / ELEMENT_THREADS)), ELEMENT_THREADS
+
+
+def reduction_pieces(length: int, blocks: int) -> tuple[int, int]:
+    """(pieces, piece length) splitting a reduction of ``length`` terms computed by ``blocks``
+    blocks each, so that the grid has about GRAD_TARGET_BLOCKS blocks and no piece is shorter than
+    GRAD_MIN_PIECE (the pieces' partial sums are added in float64 by a second kernel)."""
+    wanted = max(1, min(math.ceil(GRAD_TARGET_BLOCKS / max(blocks, 1)), math.ceil(length / GRAD_MIN_PIECE)))
+    piece = math.ceil(length / wanted)
+    return math.ceil(length / piece), piece
