@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import arrays
-from .spec import ConvSpec
+from .spec import ConvSpec, check_dtypes
 
 
 def relu(v):
@@ -153,3 +153,46 @@ def conv2d_grad_weight(x, weight_shape, grad_output, stride=1, padding=0, dilati
                                                    padding_mode, layout)
     result = conv2d_grad_weight_nchw(spec, arrays.to_nchw(x, spec), arrays.to_nchw(grad_output, spec))
     return result.astype(spec.dtype)
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
+           activation=None, layout="NCL"):
+    """Pure-NumPy ``numbaconv.conv1d``, from the 1-D definition (not through the 2-D code):
+
+        out[n, g*Cog + o, i] = bias[g*Cog + o] + sum_{c, k} w[g*Cog + o, c, k] * xpad[n, g*Cig + c, i*s + k*d]
+
+    in float64, rounded to x's dtype.  Shares only the argument checks with the library."""
+    from .conv1d import conv1d_arguments
+
+    _, (_, s), padding2, (_, d), _ = conv1d_arguments(x, weight, stride, padding, dilation, layout)
+    x, weight = np.asarray(x), np.asarray(weight)
+    # every shape/dtype check: the one-row-high 2-D problem's ConvSpec
+    row_axis = x.ndim - 1 if layout == "NCL" else x.ndim - 2
+    spec = ConvSpec.from_shapes(np.expand_dims(x, row_axis).shape, weight.shape[:2] + (1,) + weight.shape[2:],
+                                None if bias is None else np.shape(bias), (1, s), padding2, (1, d), groups,
+                                dtype=check_dtypes(x.dtype, weight.dtype,
+                                                          None if bias is None else np.asarray(bias).dtype),
+                                padding_mode=padding_mode, activation=activation,
+                                layout="NCHW" if layout == "NCL" else "NHWC")
+    batched = x.ndim == 3
+    xs = x if batched else x[np.newaxis]
+    if layout == "NLC":
+        xs = xs.transpose(0, 2, 1)
+    _, _, left, right = spec.padding
+    xp = np.pad(xs.astype(np.float64), ((0, 0), (0, 0), (left, right)), mode=arrays.NUMPY_PAD_MODES[padding_mode])
+    n, length_out = xs.shape[0], spec.out_width
+    cig, cog, kernel = spec.in_channels_per_group, spec.out_channels_per_group, weight.shape[2]
+    w = weight.astype(np.float64)
+    out = np.zeros((n, spec.out_channels, length_out))
+    with np.errstate(invalid="ignore", over="ignore"):
+        for g in range(groups):
+            for k in range(kernel):
+                window = xp[:, g * cig:(g + 1) * cig, k * d: k * d + s * (length_out - 1) + 1: s]  # (n, cig, L_out)
+                out[:, g * cog:(g + 1) * cog] += np.einsum("ncl,oc->nol", window, w[g * cog:(g + 1) * cog, :, k])
+        if bias is not None:
+            out += np.asarray(bias, np.float64)[None, :, None]
+        out = ACTIVATION_FUNCTIONS[spec.activation](out)
+    if layout == "NLC":
+        out = out.transpose(0, 2, 1)
+    out = np.ascontiguousarray(out.astype(spec.dtype))
+    return out if batched else out[0]

@@ -161,3 +161,15 @@ def test_cupy_and_torch_arrays_round_trip_zero_copy(rng, library):
     assert pointer not in {a.__cuda_array_interface__["data"][0] for a in arrays}
     host = got.get() if library == "cupy" else got.cpu().numpy()
     assert_matches_reference(host, x, w, b, padding=1, groups=8)
+
+
+@pytest.mark.parametrize("layout", ["NCL", "NLC"])
+def test_conv1d_on_device_arrays(rng, layout):
+    x = rng.standard_normal((2, 4, 9)).astype(np.float32)
+    if layout == "NLC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 1))
+    w = rng.standard_normal((8, 1, 3)).astype(np.float32)  # depthwise 1-D, multiplier 2
+    kwargs = dict(groups=4, padding=1, stride=2, layout=layout)
+    got = numbaconv.conv1d(cuda.to_device(x), cuda.to_device(w), **kwargs)
+    assert got.shape == numbaconv.reference.conv1d(x, w, **kwargs).shape
+    np.testing.assert_allclose(got.copy_to_host(), numbaconv.reference.conv1d(x, w, **kwargs), rtol=1e-5, atol=1e-5)
