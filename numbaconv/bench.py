@@ -9,7 +9,8 @@ the steady state.
 
 Contenders: numbaconv (``algorithm='auto'``), the reference, PyTorch CPU when installed
 (NCHW and channels_last, the faster kept) and, for pointwise layers, the same GEMM through
-NumPy's BLAS matmul.  The roofline bound of each layer comes from :mod:`numbaconv.cost`
+NumPy's BLAS matmul.  ``backward=True`` times the backward pass instead (grad input, grad weight
+and grad bias from one grad_output; torch through ``autograd.grad``).  The roofline bound of each layer comes from :mod:`numbaconv.cost`
 with the roofs of :mod:`numbaconv.limits`, measured in the same run (after the layers, so that
 the first call of the first kernel pays what it pays in a fresh process).
 """
@@ -72,6 +73,7 @@ class Row:
     speedup_vs_torch: float | None = None
     blas_s: float | None = None
     fraction_of_blas: float | None = None  # BLAS time / ours on the same GEMM: 1 = as fast as BLAS
+    direction: str = "forward"  # or "backward": grad input + grad weight + grad bias from grad_output
 
 
 def problem(layer: workloads.Layer, batch: int, dtype):
@@ -133,6 +135,112 @@ def contenders(layer: workloads.Layer, batch: int = 1, dtype="float32", torch_mo
     return calls
 
 
+def grad_output_for(spec, dtype):
+    rng = np.random.default_rng(1)
+    return rng.standard_normal(spec.nchw_out_shape).astype(dtype)
+
+
+def backward_kernel(spec) -> str:
+    """What runs numbaconv's backward: grad input's forward kernel (on the flipped, transposed weight)
+    and grad weight's method."""
+    cog = spec.out_channels_per_group
+    transposed = spec.from_shapes((spec.batch, spec.out_channels, spec.in_height, spec.in_width),
+                                  (spec.in_channels, cog, spec.kernel_height, spec.kernel_width), None, 1,
+                                  ((spec.kernel_height - 1) * spec.dilation[0], (spec.kernel_width - 1) * spec.dilation[1]),
+                                  spec.dilation, spec.groups, dtype=spec.dtype)
+    chosen, _ = dispatch.select(transposed)
+    return f"{chosen.name} + {'depthwise_reduction' if spec.is_depthwise else 'im2col_blas'}"
+
+
+def backward_contenders(layer: workloads.Layer, batch: int = 1, dtype="float32", torch_module=None,
+                        layout: str = "NCHW") -> dict:
+    """The backward registry: each call computes grad input, grad weight and grad bias of the layer
+    from one seeded grad_output.  numbaconv (``conv2d_grad_*``), the NumPy references, torch's
+    autograd (``torch.autograd.grad`` on a recorded forward, NCHW and channels_last) and, for
+    pointwise layers, the two GEMMs through NumPy's matmul (W^T @ dY and dY @ X^T)."""
+    from . import grad
+
+    spec, x, weight, bias, kwargs = problem(layer, batch, dtype)
+    gy = grad_output_for(spec, dtype)
+    if layout == "NHWC":
+        x_ours, gy_ours = (np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x, gy))
+        shape_ours = x_ours.shape
+    else:
+        x_ours, gy_ours, shape_ours = x, gy, x.shape
+
+    def ours():
+        grad.conv2d_grad_input(shape_ours, weight, gy_ours, layout=layout, **kwargs)
+        grad.conv2d_grad_weight(x_ours, weight.shape, gy_ours, layout=layout, **kwargs)
+        grad.conv2d_grad_bias(gy_ours, layout=layout)
+
+    def theirs():
+        reference.conv2d_grad_input(x.shape, weight, gy, **kwargs)
+        reference.conv2d_grad_weight(x, weight.shape, gy, **kwargs)
+        gy.sum(axis=(0, 2, 3))
+
+    calls = {"numbaconv": ours, "reference": theirs}
+    if torch_module is not None:
+        for name in ("NCHW", "channels_last"):
+            calls[f"torch_{name.lower()}"] = torch_backward_call(torch_module, x, weight, bias, gy, kwargs, name)
+    if spec.family == "pointwise":
+        operand = np.ascontiguousarray(x[:, :, :: layer.stride, :: layer.stride]).reshape(batch, layer.in_channels, -1)
+        matrix = weight.reshape(layer.out_channels, layer.in_channels)
+        gy_flat = gy.reshape(batch, layer.out_channels, -1)
+
+        def gemms():
+            np.matmul(matrix.T, gy_flat)
+            np.matmul(gy_flat, operand.transpose(0, 2, 1))
+
+        calls["blas"] = gemms
+    return calls
+
+
+def torch_backward_call(torch, x, weight, bias, gy, kwargs, layout, device=None):
+    """torch's backward of the layer alone: a forward recorded once, then ``autograd.grad`` for
+    (x, weight, bias) given grad_output, the graph retained between calls."""
+    tx, tw, tb, tgy = (torch.from_numpy(a) for a in (x, weight, bias, gy))
+    if device is not None:
+        tx, tw, tb, tgy = (t.to(device) for t in (tx, tw, tb, tgy))
+    if layout == "channels_last":
+        tx, tw, tgy = (t.contiguous(memory_format=torch.channels_last) for t in (tx, tw, tgy))
+    tx, tw, tb = (t.detach().requires_grad_() for t in (tx, tw, tb))
+    y = torch.nn.functional.conv2d(tx, tw, tb, **kwargs)
+
+    def call():
+        torch.autograd.grad(y, (tx, tw, tb), tgy, retain_graph=True)
+        if device is not None:
+            torch.cuda.synchronize()
+
+    return call
+
+
+def cuda_backward_contenders(layer: workloads.Layer, batch: int = 1, dtype="float32", torch_module=None) -> dict:
+    """The GPU backward registry: numbaconv's CUDA gradients on Numba device arrays, the host
+    references, torch/cuDNN autograd (TF32 off) when torch has CUDA; each call synchronizes."""
+    from numba import cuda
+
+    from . import grad
+
+    spec, x, weight, bias, kwargs = problem(layer, batch, dtype)
+    gy = grad_output_for(spec, dtype)
+    d_x, d_w, d_gy = cuda.to_device(x), cuda.to_device(weight), cuda.to_device(gy)
+
+    def ours():
+        grad.conv2d_grad_input(x.shape, d_w, d_gy, **kwargs)
+        grad.conv2d_grad_weight(d_x, weight.shape, d_gy, **kwargs)
+        grad.conv2d_grad_bias(d_gy)
+        cuda.synchronize()
+
+    calls = {"numbaconv": ours, "reference": backward_contenders(layer, batch, dtype)["reference"]}
+    if torch_module is not None and torch_module.cuda.is_available():
+        torch_module.backends.cudnn.allow_tf32 = False
+        torch_module.backends.cuda.matmul.allow_tf32 = False
+        for name in ("NCHW", "channels_last"):
+            calls[f"torch_{name.lower()}"] = torch_backward_call(torch_module, x, weight, bias, gy, kwargs, name,
+                                                                 "cuda")
+    return calls
+
+
 def cuda_contenders(layer: workloads.Layer, batch: int = 1, dtype="float32", torch_module=None) -> dict:
     """The GPU registry: numbaconv on Numba device arrays, the host reference, torch/cuDNN (TF32 off,
     NCHW and channels_last) when torch has CUDA, and for pointwise layers the same GEMM through
@@ -184,12 +292,19 @@ def cuda_contenders(layer: workloads.Layer, batch: int = 1, dtype="float32", tor
 
 def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat: int = 10,
                 reference_repeat: int = 3, torch_module=None, limits: dict | None = None,
-                first_calls: dict | None = None, device: str = "cpu", layout: str = "NCHW") -> Row:
-    """Time one layer on every contender.  ``first_calls`` (kernel name -> seconds) collects each
-    kernel's first call across a run; ``limits`` (from :func:`numbaconv.limits.measure`) gives the roofs."""
+                first_calls: dict | None = None, device: str = "cpu", layout: str = "NCHW",
+                backward: bool = False) -> Row:
+    """Time one layer on every contender (its backward pass with ``backward``).  ``first_calls``
+    (kernel name -> seconds) collects each kernel's first call across a run; ``limits`` (from
+    :func:`numbaconv.limits.measure`) gives the roofs."""
     spec = layer.spec(batch, dtype)
     chosen, _ = dispatch.select(spec, device=device)
-    if device == "cuda":
+    kernel = chosen.name
+    if backward:
+        kernel = backward_kernel(spec) if device == "cpu" else "cuda_grad"
+        calls = (cuda_backward_contenders(layer, batch, dtype, torch_module) if device == "cuda"
+                 else backward_contenders(layer, batch, dtype, torch_module, layout))
+    elif device == "cuda":
         calls = cuda_contenders(layer, batch, dtype, torch_module)
     else:
         calls = contenders(layer, batch, dtype, torch_module, layout)
@@ -198,19 +313,23 @@ def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat:
     calls["numbaconv"]()
     first = time.perf_counter() - start
     if first_calls is not None:
-        if chosen.name in first_calls:
+        if kernel in first_calls:
             first = float("nan")
         else:
-            first_calls[chosen.name] = first
+            first_calls[kernel] = first
     seconds = median_seconds(calls["numbaconv"], repeat)
     reference_seconds = median_seconds(calls["reference"], reference_repeat)
 
-    flops, moved = cost.flops(spec), cost.min_bytes(spec)
+    if backward:
+        flops, moved = cost.backward_flops(spec), cost.backward_min_bytes(spec)
+    else:
+        flops, moved = cost.flops(spec), cost.min_bytes(spec)
     row = Row(layer=layer.key, network=layer.network, kind=spec.family, shape=layer.describe(), count=layer.count,
-              kernel=chosen.name, batch=batch, dtype=str(np.dtype(dtype)), flops=flops, bytes=moved,
-              intensity=cost.arithmetic_intensity(spec), first_call_s=first, time_s=seconds,
+              kernel=kernel, batch=batch, dtype=str(np.dtype(dtype)), flops=flops, bytes=moved,
+              intensity=flops / moved, first_call_s=first, time_s=seconds,
               reference_s=reference_seconds, gflops=flops / seconds / 1e9, gbps=moved / seconds / 1e9,
-              roofline_s=math.nan, roofline_fraction=math.nan, speedup_vs_reference=reference_seconds / seconds)
+              roofline_s=math.nan, roofline_fraction=math.nan, speedup_vs_reference=reference_seconds / seconds,
+              direction="backward" if backward else "forward")
     if limits:
         add_roofline([row], limits)
 
@@ -230,7 +349,8 @@ def add_roofline(rows: list[Row], limits: dict) -> None:
     """Fill each row's roofline bound and fraction from the measured roofs."""
     for row in rows:
         row.roofline_s = cost.roofline_seconds(workloads.layer(row.layer).spec(row.batch, row.dtype),
-                                               limits["peak_flops_per_s"], limits["bandwidth_bytes_per_s"])
+                                               limits["peak_flops_per_s"], limits["bandwidth_bytes_per_s"],
+                                               backward=row.direction == "backward")
         row.roofline_fraction = row.roofline_s / row.time_s
 
 
@@ -359,7 +479,7 @@ def summarize(rows: list[Row]) -> dict:
 
 
 def network_totals(rows: list[Row]) -> dict:
-    """Per network: the time of all its convolutions in one forward pass (each shape times its
+    """Per network: the time of all its convolutions in one forward (or backward) pass (each shape times its
     count), for numbaconv and each contender measured on every one of its layers."""
     totals = {}
     for net in dict.fromkeys(r.network for r in rows):

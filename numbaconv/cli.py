@@ -76,13 +76,13 @@ def run_bench(args) -> int:
     if args.layout == "NHWC" and args.device == "cuda":
         raise ValueError("--layout NHWC: the CUDA benchmark runs NCHW only")
     settings = {"suite": args.suite, "device": args.device, "batch": args.batch, "dtype": args.dtype,
-                "layout": args.layout,
+                "layout": args.layout, "direction": "backward" if args.backward else "forward",
                 "repeat": repeat, "quick": args.quick,
                 "peers": ["reference", "blas"] + (["torch"] if torch is not None else [])}
     first_calls: dict = {}
     rows = _run_layers(layers, lambda layer: bench.bench_layer(
         layer, args.batch, args.dtype, repeat, 1 if args.quick else 3, torch, None, first_calls, args.device,
-        args.layout))
+        args.layout, args.backward))
     # the roofs after the layers, so that a first call is what a fresh process pays (Numba's start-up included)
     print("measuring this machine's roofs (BLAS GEMM, memory copy) ...", flush=True)
     machine_limits = (limits.measure_cuda if args.device == "cuda" else limits.measure)(args.dtype, quick=args.quick)
@@ -148,6 +148,9 @@ def main(argv=None) -> int:
     b.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     b.add_argument("--layout", choices=["NCHW", "NHWC"], default="NCHW",
                    help="numbaconv's input layout (NHWC runs its channels-last kernels; torch is timed in both)")
+    b.add_argument("--backward", action="store_true",
+                   help="time the backward pass (grad input + grad weight + grad bias) against the references, "
+                        "torch autograd and BLAS; roofline columns count 2x the forward's FLOPs")
     b.add_argument("--repeat", type=int, default=0, help="timed calls per contender (default 10, 3 with --quick)")
     b.add_argument("--quick", action="store_true", help="fewer repeats, smaller roof measurements")
     b.add_argument("--limit", type=int, default=0, help="only the first N layers of the suite")

@@ -177,42 +177,110 @@ def conv2d_grad_bias(grad_output, layout="NCHW", *, stream=None):
 
 
 # ---- depthwise grad weight kernel ----------------------------------------------------------------
-def _depthwise_weight_kernel(padded, grad_output, grad_weight, multiplier, stride_h, stride_w, dilation_h,
-                             dilation_w):
-    """grad_weight[co, kh, kw] = sum_{n, i, j} grad_output[n, co, i, j] * padded[n, co // m, i*sh + kh*dh, j*sw + kw*dw].
+# The reduction of one (channel, tap) is made one long contiguous dot product, so that it vectorizes:
+# the padded input is split into its stride phases, phase (p, q)[a, b] = padded[a*sh + p, b*sw + q],
+# each a plane of width Wq = ceil(Wp / sw); then tap (r, s) reads phase (r*dh % sh, s*dw % sw) at
+# the shift ((r*dh) // sh, (s*dw) // sw), a stride-1 correlation with grad_output.  grad_output is
+# widened to rows of Wq with zeros, so that with both planes flattened the tap's sum is
+#     sum_f  grad_wide[n, co, f] * phase[n, ci, f + shift_rows * Wq + shift_columns]
+# over f < H_out * Wq: the zero columns absorb the wrap-around from one row into the next (and the
+# zeros that round the length up to DOT_BLOCK, the reads past the last row).
+DOT_BLOCK = 32  # 4 AVX-512 vectors of float64: the unit LLVM's vectorized reduction steps by
+
+
+def _depthwise_weight_kernel(phases, grad_wide, grad_weight, multiplier, stride_h, stride_w, dilation_h, dilation_w,
+                             phase_width):
+    """grad_weight[co, r, s] = sum_{n, f} grad_wide[n, co, f] * phases[n, co // m, phase(r, s), f + shift(r, s)].
 
     One task per (output channel, tap) owns its weight element: no races, no partials to merge.
-    The sum runs in float64 whatever the dtype: a row at a time (a SIMD loop of float64 FMAs), rows
-    added into the task's total."""
-    n_images, _, _, _ = padded.shape
-    out_channels, out_height, out_width = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3]
+    Products and sums in float64 whatever the dtype; the sum is reassociated (fastmath 'reassoc')
+    so that it runs as SIMD lanes: a different order, the same float64 accumulator."""
+    n_images = phases.shape[0]
+    out_channels, length = grad_wide.shape[1], grad_wide.shape[2]
     kernel_height, kernel_width = grad_weight.shape[1], grad_weight.shape[2]
     taps = kernel_height * kernel_width
     for task in prange(out_channels * taps):
         co = task // taps
         tap = task % taps
-        kh = tap // kernel_width
-        kw = tap % kernel_width
-        ci = co // multiplier
+        r = tap // kernel_width
+        s = tap % kernel_width
+        phase = (r * dilation_h % stride_h) * stride_w + s * dilation_w % stride_w
+        shift = (r * dilation_h // stride_h) * phase_width + s * dilation_w // stride_w
         total = 0.0
         for n in range(n_images):
-            for i in range(out_height):
-                ih = i * stride_h + kh * dilation_h
-                row = 0.0
-                for j in range(out_width):
-                    row += np.float64(grad_output[n, co, i, j]) * np.float64(padded[n, ci, ih, j * stride_w + kw * dilation_w])
-                total += row
-        grad_weight[co, kh, kw] = total
+            g = grad_wide[n, co]
+            values = phases[n, co // multiplier, phase, shift: shift + length]
+            acc = 0.0
+            for f in range(length):
+                acc += np.float64(g[f]) * np.float64(values[f])
+            total += acc
+        grad_weight[co, r, s] = total
 
 
-_depthwise_weight_parallel, _depthwise_weight_serial = parallel_and_serial(_depthwise_weight_kernel)
+_depthwise_weight_parallel, _depthwise_weight_serial = parallel_and_serial(_depthwise_weight_kernel,
+                                                                        fastmath={"reassoc", "contract"})
+
+
+def _phases_kernel(x, phases, pad_top, pad_left, stride_h, stride_w, phase_width):
+    """phases[n, c, p*sw + q, a*Wq + b] = zero-padded x[n, c, a*sh + p - top, b*sw + q - left] (0 outside),
+    every element written (the slack at the end too): the padding and the phase split in one pass."""
+    n_images, channels, height, width = x.shape
+    planes, length = phases.shape[2], phases.shape[3]
+    phase_height = length // phase_width
+    zero = 0.0
+    for task in prange(n_images * channels):
+        n = task // channels
+        c = task % channels
+        for phase in range(planes):
+            p = phase // stride_w
+            q = phase % stride_w
+            # the columns b whose source column b*sw + q - left lies in [0, width)
+            first = max(0, (pad_left - q + stride_w - 1) // stride_w)
+            last = min(phase_width, (width - 1 + pad_left - q) // stride_w + 1)
+            for a in range(phase_height):
+                base = a * phase_width
+                row = a * stride_h + p - pad_top
+                if row < 0 or row >= height or last <= first:
+                    for b in range(phase_width):
+                        phases[n, c, phase, base + b] = zero
+                    continue
+                for b in range(first):
+                    phases[n, c, phase, base + b] = zero
+                start = first * stride_w + q - pad_left
+                phases[n, c, phase, base + first: base + last] = x[n, c, row, start: start + (last - first - 1) * stride_w + 1:
+                                                                     stride_w]
+                for b in range(last, phase_width):
+                    phases[n, c, phase, base + b] = zero
+            for f in range(phase_height * phase_width, length):
+                phases[n, c, phase, f] = zero
+
+
+_phases_parallel, _phases_serial = parallel_and_serial(_phases_kernel)
 
 
 def _depthwise_grad_weight(spec: ConvSpec, x: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
-    padded = arrays.pad_input(x, spec)
+    top, bottom, left, right = spec.padding
+    padded_height, padded_width = spec.in_height + top + bottom, spec.in_width + left + right
+    sh, sw = spec.stride
+    phase_height, phase_width = -(-padded_height // sh), -(-padded_width // sw)
+    # the dot length rounded up to whole SIMD blocks (zeros in grad_wide's tail): no scalar remainder loop
+    length = -(-spec.out_height * phase_width // DOT_BLOCK) * DOT_BLOCK
+    last_shift = ((spec.kernel_height - 1) * spec.dilation[0] // sh) * phase_width + \
+        (spec.kernel_width - 1) * spec.dilation[1] // sw
+    phases = np.empty((spec.batch, spec.in_channels, sh * sw, max(phase_height * phase_width, last_shift + length)),
+                      spec.dtype)
+    work = grad_output.size * spec.kernel_height * spec.kernel_width
+    parallel = work >= PARALLEL_MIN_WORK
+    if spec.padding_mode == "zeros":  # pad and split in one pass
+        source, pad_top, pad_left = x, top, left
+    else:
+        source, pad_top, pad_left = arrays.pad_input(x, spec), 0, 0
+    (_phases_parallel if parallel else _phases_serial)(source, phases, pad_top, pad_left, sh, sw, phase_width)
+    grad_wide = np.zeros((spec.batch, spec.out_channels, length), spec.dtype)
+    rows = grad_wide[:, :, : spec.out_height * phase_width].reshape(spec.batch, spec.out_channels, spec.out_height,
+                                                                     phase_width)
+    rows[:, :, :, : spec.out_width] = grad_output
     grad = np.empty((spec.out_channels, spec.kernel_height, spec.kernel_width), np.float64)
-    gy = np.ascontiguousarray(grad_output)
-    work = gy.size * spec.kernel_height * spec.kernel_width
-    kernel = _depthwise_weight_parallel if work >= PARALLEL_MIN_WORK else _depthwise_weight_serial
-    kernel(padded, gy, grad, spec.channel_multiplier, *spec.stride, *spec.dilation)
+    kernel = _depthwise_weight_parallel if parallel else _depthwise_weight_serial
+    kernel(phases, grad_wide, grad, spec.channel_multiplier, sh, sw, *spec.dilation, phase_width)
     return grad.astype(spec.dtype).reshape(spec.weight_shape)

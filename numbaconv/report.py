@@ -38,7 +38,8 @@ def cells(row: dict) -> list[str]:
 
 def title(report: dict) -> str:
     settings, machine = report["settings"], report["machine"]
-    return (f"numbaconv bench: suite {settings['suite']}, batch {settings['batch']}, {settings['dtype']}, "
+    direction = " backward pass," if settings.get("direction") == "backward" else ""
+    return (f"numbaconv bench:{direction} suite {settings['suite']}, batch {settings['batch']}, {settings['dtype']}, "
             f"{settings['device']}, {machine['numba_threads']} threads, {machine['cpu']}")
 
 
