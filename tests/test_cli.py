@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from numbaconv import bench, cli, limits, plot, workloads
+from numbaconv import bench, cli, cost, limits, plot, workloads
 
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None  # the 'plot' extra (in 'test' too)
 
@@ -131,3 +131,23 @@ def test_info_and_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "numbaconv", "info"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "threading_layer" in result.stdout and "depthwise" in result.stdout
+
+
+def test_bench_backward_times_the_gradients(tmp_path, capsys):
+    path = tmp_path / "backward.json"
+    assert cli.main(["bench", "--backward", "--suite", "mobilenet_v2", "--quick", "--repeat", "1", "--limit", "3",
+                     "--no-torch", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert report["settings"]["direction"] == "backward"
+    assert "backward pass" in capsys.readouterr().out
+    kinds = set()
+    for row in report["rows"]:
+        spec = workloads.layer(row["layer"]).spec(row["batch"], row["dtype"])
+        assert row["direction"] == "backward"
+        assert row["flops"] == 2 * cost.flops(spec) and row["bytes"] == cost.backward_min_bytes(spec)
+        assert row["time_s"] > 0 and row["speedup_vs_reference"] > 0 and 0 < row["roofline_fraction"]
+        assert "+" in row["kernel"]  # grad input's kernel + grad weight's method
+        kinds.add(row["kind"])
+    assert {"pointwise", "depthwise"} <= kinds
+    assert any(row["blas_s"] for row in report["rows"] if row["kind"] == "pointwise")
+
