@@ -37,8 +37,15 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         NumPy arrays copies in and out.  Host and device arrays cannot be mixed in one call.
     stream : CUDA only: a Numba, CuPy or torch stream to launch on; by default x's current stream.
 
-    Returns the result, of x's dtype, in x's layout; ``out`` itself when given.
-    Inputs are never modified; any strides are accepted.
+    Returns
+    -------
+    array
+        The result, of x's dtype, in x's layout and array family; ``out`` itself when given.
+
+    Notes
+    -----
+    Inputs are never modified; any strides are accepted.  Bad arguments raise ValueError or
+    TypeError naming the parameter and the values, before any kernel runs.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")

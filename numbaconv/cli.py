@@ -101,6 +101,13 @@ def run_bench(args) -> int:
 def run_report(args) -> int:
     with open(args.file) as handle:
         report = json.load(handle)
+    if args.layers:
+        wanted = args.layers.split(",")
+        by_key = {row["layer"]: row for row in report["rows"]}
+        missing = [key for key in wanted if key not in by_key]
+        if missing:
+            raise ValueError(f"--layers: {', '.join(missing)} not in {args.file}")
+        report = {**report, "rows": [by_key[key] for key in wanted]}
     if args.markdown and args.rows:
         print(report_module.markdown_rows(report))
     elif args.markdown:
@@ -163,6 +170,7 @@ def main(argv=None) -> int:
     r.add_argument("--markdown", action="store_true", help="Markdown summary tables (for README and docs)")
     r.add_argument("--short", action="store_true", help="with --markdown: per family only, not per network")
     r.add_argument("--rows", action="store_true", help="with --markdown: every row instead of the summary")
+    r.add_argument("--layers", metavar="KEY,KEY", help="only these layers (network/name keys), in this order")
     r.add_argument("--plot", metavar="FILE", help="draw the roofline chart")
     r.set_defaults(run=run_report)
     i = commands.add_parser("info", help="versions, threading layer, CPU, CUDA devices, kernels")

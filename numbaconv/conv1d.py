@@ -84,9 +84,12 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, p
     weight : (C_out, C_in/groups, K).  ``groups = C_in`` is the depthwise 1-D convolution
         (C_out = m * C_in for a channel multiplier m).
     stride, dilation : int (or a 1-tuple).  padding : int, 1-tuple, ``'same'`` or ``'valid'``.
-    The other arguments are :func:`numbaconv.conv2d`'s.
+    padding_mode, activation, out, algorithm, device, stream : as in :func:`numbaconv.conv2d`.
 
-    Returns the result in x's layout, batchedness and array family (or ``out``).
+    Returns
+    -------
+    array
+        The result in x's layout, batchedness and array family (``out`` itself when given).
     """
     row_axis, stride2, padding2, dilation2, layout2 = conv1d_arguments(x, weight, stride, padding, dilation, layout)
     if out is not None and _ndim(out, "out") != _ndim(x, "x"):

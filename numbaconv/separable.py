@@ -44,6 +44,13 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
     depthwise_activation, activation : None, 'relu', 'relu6', 'silu' or 'hardswish', after each bias.
     out : optional preallocated result of the exact shape and dtype.
 
+    Returns
+    -------
+    array
+        The pointwise convolution's result (``out`` itself when given).
+
+    Notes
+    -----
     Equal to ``conv2d(conv2d(x, depthwise_weight, depthwise_bias, stride, padding, dilation, C_in,
     activation=depthwise_activation), pointwise_weight, pointwise_bias, activation=activation)``
     without the full-size intermediate.
