@@ -21,7 +21,7 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from . import cost, reference  # noqa: E402
 from .api import conv2d, depthwise_conv2d, grouped_conv2d, pointwise_conv2d  # noqa: E402
-from .conv1d import conv1d  # noqa: E402
+from .convolution1d import conv1d  # noqa: E402
 from .dispatch import Plan, algorithms, plan  # noqa: E402
 from .grad import conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight  # noqa: E402
 from .separable import separable_conv2d  # noqa: E402

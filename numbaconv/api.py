@@ -19,33 +19,53 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
 
     Parameters
     ----------
-    x : array, (N, C_in, H, W) or unbatched (C_in, H, W); (N, H, W, C_in) with ``layout='NHWC'``.
-    weight : array, (C_out, C_in/groups, kH, kW), same dtype as x (float32 or float64).
-    bias : array (C_out,) or None.
-    stride, dilation : int or pair of ints >= 1.
-    padding : int or pair >= 0, ``'valid'`` or ``'same'`` (stride 1 only; torch's rule for odd totals).
-    groups : int dividing both C_in and C_out.
-    padding_mode : ``'zeros'``, ``'reflect'``, ``'replicate'`` or ``'circular'`` (as ``torch.nn.Conv2d``).
-    activation : None, ``'relu'``, ``'relu6'``, ``'silu'`` or ``'hardswish'``, applied after the bias in
-        the kernel's store.
-    layout : ``'NCHW'`` or ``'NHWC'`` for x and the result (weight is always (C_out, C_in/g, kH, kW)).
-    out : preallocated result of the exact shape and dtype; must not overlap an input.
-    algorithm : ``'auto'`` or a name from :func:`numbaconv.algorithms`.
-    device : None (follow the data), ``'cpu'`` or ``'cuda'``.  Arrays exposing
-        ``__cuda_array_interface__`` (Numba device arrays, CuPy arrays, torch CUDA tensors) run on the
-        GPU without a host round trip, and the result is of x's family (zero-copy); ``'cuda'`` with
-        NumPy arrays copies in and out.  Host and device arrays cannot be mixed in one call.
-    stream : CUDA only: a Numba, CuPy or torch stream to launch on; by default x's current stream.
+    x : array
+        (N, C_in, H, W) or unbatched (C_in, H, W); (N, H, W, C_in) with ``layout='NHWC'``.
+        float32 or float64, any strides; a NumPy array, or a CUDA array (see ``device``).
+    weight : array
+        (C_out, C_in/groups, kH, kW), the dtype of x.
+    bias : array or None
+        (C_out,), added before the activation.
+    stride, dilation : int or (int, int)
+        At least 1.
+    padding : int, (int, int), 'valid' or 'same'
+        At least 0; 'same' needs stride 1 and follows torch's rule for an odd total (the extra
+        row or column goes after).
+    groups : int
+        Divides both C_in and C_out; ``groups = C_in`` is the depthwise convolution.
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}
+        As in ``torch.nn.Conv2d``.
+    activation : {None, 'relu', 'relu6', 'silu', 'hardswish'}
+        Applied after the bias, in the kernel's store.
+    layout : {'NCHW', 'NHWC'}
+        The layout of x and of the result; the weight is always (C_out, C_in/groups, kH, kW).
+        'NHWC' runs the kernels' channels-last variants (no transposes).
+    out : array, optional
+        Preallocated result of the exact shape and dtype; must not overlap an input.
+    algorithm : str
+        'auto' (the dispatcher's choice, see `numbaconv.plan`), 'tuned' (the fastest
+        measured by `numbaconv.tune`), or a kernel name from `numbaconv.algorithms`.
+    device : {None, 'cpu', 'cuda'}
+        None follows the data: arrays exposing ``__cuda_array_interface__`` (Numba device arrays,
+        CuPy arrays, torch CUDA tensors) run on the GPU without a host round trip and the result is
+        of x's family (zero-copy); 'cuda' with NumPy arrays copies in and out.  Host and device
+        arrays cannot be mixed in one call.
+    stream : optional
+        CUDA only: a Numba, CuPy or torch stream to launch on; by default x's current stream.
 
     Returns
     -------
     array
         The result, of x's dtype, in x's layout and array family; ``out`` itself when given.
 
+    Raises
+    ------
+    ValueError, TypeError
+        For bad arguments, naming the parameter and the values, before any kernel runs.
+
     Notes
     -----
-    Inputs are never modified; any strides are accepted.  Bad arguments raise ValueError or
-    TypeError naming the parameter and the values, before any kernel runs.
+    Inputs are never modified.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")

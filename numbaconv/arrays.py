@@ -118,7 +118,7 @@ def pad_input_nhwc(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
 
 
 def unpad_adjoint(grad_padded: np.ndarray, spec: ConvSpec) -> np.ndarray:
-    """The adjoint of :func:`pad_input`: the gradient w.r.t. the padded input (N, C, Hp, Wp) carried back
+    """The adjoint of `pad_input`: the gradient w.r.t. the padded input (N, C, Hp, Wp) carried back
     to the input (N, C, H, W).  Zero padding: the interior.  Other modes: the interior plus, for every
     padded border position, its gradient added to the input pixel it is a copy of."""
     top, bottom, left, right = spec.padding
@@ -170,7 +170,7 @@ def to_batched(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
 def kernel_output(out: np.ndarray | None, spec: ConvSpec, layout: str = "NCHW") -> np.ndarray:
     """The C-contiguous batched array the kernel writes, in the kernel's ``layout`` (a channels-last kernel
     writes NHWC): the caller's ``out`` itself when it already has that memory layout, else a fresh array
-    copied into ``out`` by :func:`finish`."""
+    copied into ``out`` by `finish`."""
     n, c, h, w = spec.nchw_out_shape
     shape = (n, c, h, w) if layout == "NCHW" else (n, h, w, c)
     if out is not None and spec.layout == layout and out.flags.c_contiguous:

@@ -10,8 +10,8 @@ the steady state.
 Contenders: numbaconv (``algorithm='auto'``), the reference, PyTorch CPU when installed
 (NCHW and channels_last, the faster kept) and, for pointwise layers, the same GEMM through
 NumPy's BLAS matmul.  ``backward=True`` times the backward pass instead (grad input, grad weight
-and grad bias from one grad_output; torch through ``autograd.grad``).  The roofline bound of each layer comes from :mod:`numbaconv.cost`
-with the roofs of :mod:`numbaconv.limits`, measured in the same run (after the layers, so that
+and grad bias from one grad_output; torch through ``autograd.grad``).  The roofline bound of each layer comes from `numbaconv.cost`
+with the roofs of `numbaconv.limits`, measured in the same run (after the layers, so that
 the first call of the first kernel pays what it pays in a fresh process).
 """
 
@@ -296,7 +296,7 @@ def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat:
                 backward: bool = False) -> Row:
     """Time one layer on every contender (its backward pass with ``backward``).  ``first_calls``
     (kernel name -> seconds) collects each kernel's first call across a run; ``limits`` (from
-    :func:`numbaconv.limits.measure`) gives the roofs."""
+    `numbaconv.limits.measure`) gives the roofs."""
     spec = layer.spec(batch, dtype)
     chosen, _ = dispatch.select(spec, device=device)
     kernel = chosen.name

@@ -1,6 +1,6 @@
 """The cost model: parameters, FLOPs, minimum bytes moved, arithmetic intensity, roofline.
 
-All functions take a :class:`~numbaconv.spec.ConvSpec` (build one from shapes with
+All functions take a `numbaconv.spec.ConvSpec` (build one from shapes with
 ``ConvSpec.from_shapes``), so tests, benchmarks, the CLI and ``plan()`` count alike.
 
 * parameters  = C_out * C_in/G * kH * kW  (+ C_out with a bias)

@@ -1,6 +1,6 @@
 """Kernel registry and selection: which kernel serves a ConvSpec, and why.
 
-Each :class:`Algorithm` says which problems it can serve (``unsupported`` returns a
+Each `Algorithm` says which problems it can serve (``unsupported`` returns a
 reason or ``None``) and runs on prepared arrays: a batched NCHW view of x, the
 weight, a bias array (zeros when there is none) and a C-contiguous NCHW ``out``.
 

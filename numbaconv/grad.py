@@ -10,7 +10,7 @@ How they run on the CPU, reusing the forward kernels where the algebra allows:
 
 * **grad input** is a convolution of ``grad_output`` with the flipped, channel-transposed weight
   (a "full" correlation: padded by the dilated kernel extent minus 1, the grad zero-upsampled by
-  the stride first).  It runs through :func:`numbaconv.conv2d`, so depthwise layers use the
+  the stride first).  It runs through `numbaconv.conv2d`, so depthwise layers use the
   depthwise kernel and the others the grouped/BLAS kernels; then the padding's adjoint
   (crop, or fold the border back for reflect/replicate/circular).
 * **grad weight**, dense and grouped: one batched BLAS product per image,

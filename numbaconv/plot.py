@@ -1,8 +1,8 @@
 """Roofline charts of a benchmark report (needs matplotlib: ``pip install 'numbaconv[plot]'``).
 
-x: arithmetic intensity (FLOPs per byte of compulsory traffic, :mod:`numbaconv.cost`);
+x: arithmetic intensity (FLOPs per byte of compulsory traffic, `numbaconv.cost`);
 y: attained GFLOP/s.  The two roofs are the ones measured in the same run
-(:mod:`numbaconv.limits`).  One point per layer and contender: colour = family,
+(`numbaconv.limits`).  One point per layer and contender: colour = family,
 marker = contender; a thin line joins numbaconv's point to torch's for the same layer, so
 the gap to the peer reads at a glance.
 """

@@ -162,7 +162,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, p
         out[n, g*Cog + o, i] = bias[g*Cog + o] + sum_{c, k} w[g*Cog + o, c, k] * xpad[n, g*Cig + c, i*s + k*d]
 
     in float64, rounded to x's dtype.  Shares only the argument checks with the library."""
-    from .conv1d import conv1d_arguments
+    from .convolution1d import conv1d_arguments
 
     _, (_, s), padding2, (_, d), _ = conv1d_arguments(x, weight, stride, padding, dilation, layout)
     x, weight = np.asarray(x), np.asarray(weight)

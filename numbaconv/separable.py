@@ -36,13 +36,25 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
 
     Parameters
     ----------
-    x : array, (N, C_in, H, W) or unbatched (C_in, H, W); (N, H, W, C_in) with ``layout='NHWC'``.
-    depthwise_weight : (m*C_in, 1, kH, kW), for channel multiplier m.
-    pointwise_weight : (C_out, m*C_in, 1, 1).
-    depthwise_bias, pointwise_bias : (m*C_in,) and (C_out,), or None.
-    stride, padding, dilation, padding_mode : of the depthwise convolution, as in :func:`conv2d`.
-    depthwise_activation, activation : None, 'relu', 'relu6', 'silu' or 'hardswish', after each bias.
-    out : optional preallocated result of the exact shape and dtype.
+    x : array
+        (N, C_in, H, W) or unbatched (C_in, H, W); (N, H, W, C_in) with ``layout='NHWC'``.
+    depthwise_weight : array
+        (m*C_in, 1, kH, kW), for a channel multiplier m.
+    pointwise_weight : array
+        (C_out, m*C_in, 1, 1).
+    depthwise_bias, pointwise_bias : array or None
+        (m*C_in,) and (C_out,).
+    stride, padding, dilation : int, pair or str
+        Of the depthwise convolution, as in `numbaconv.conv2d`.
+    padding_mode : str
+        Of the depthwise convolution.
+    depthwise_activation, activation : {None, 'relu', 'relu6', 'silu', 'hardswish'}
+        After each bias.
+    layout : {'NCHW', 'NHWC'}
+    out : array, optional
+        Preallocated result of the exact shape and dtype.
+    device : {None, 'cpu', 'cuda'}
+        As in `numbaconv.conv2d`; on CUDA the two convolutions run unfused.
 
     Returns
     -------
@@ -53,7 +65,8 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
     -----
     Equal to ``conv2d(conv2d(x, depthwise_weight, depthwise_bias, stride, padding, dilation, C_in,
     activation=depthwise_activation), pointwise_weight, pointwise_bias, activation=activation)``
-    without the full-size intermediate.
+    without the full-size intermediate: the CPU path runs over chunks of the batch (or bands of
+    rows of one large image).
     """
     if device not in DEVICES:
         raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")

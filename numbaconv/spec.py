@@ -1,7 +1,7 @@
 """ConvSpec: the one place that normalizes and validates convolution arguments.
 
 Every public entry point (``conv2d``, the family functions, ``reference.conv2d``
-and ``plan``) builds a :class:`ConvSpec` first; no kernel runs before it exists,
+and ``plan``) builds a `ConvSpec` first; no kernel runs before it exists,
 and kernels never validate.  All shape arithmetic lives here.
 
 Semantics are those of ``torch.nn.functional.conv2d``:

@@ -97,7 +97,7 @@ def _median_seconds(call, repeat: int) -> float:
 
 
 def tune_spec(spec: ConvSpec, repeat: int = 5, use_cache: bool = True) -> Tuned:
-    """Tune a validated problem (see :func:`tune`)."""
+    """Tune a validated problem (see `tune`)."""
     if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
         raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
     path, key = cache_path(), problem_key(spec)
@@ -130,7 +130,7 @@ def tune(x_shape, weight_shape, bias=False, stride=1, padding=0, dilation=1, gro
          padding_mode="zeros", activation=None, layout="NCHW", repeat=5, use_cache=True) -> Tuned:
     """Time every CPU kernel that serves this problem and remember the fastest for ``algorithm='tuned'``.
 
-    Arguments as for :func:`numbaconv.plan`.  Returns the winner and each candidate's median time;
+    Arguments as for `numbaconv.plan`.  Returns the winner and each candidate's median time;
     with ``use_cache`` (the default) a problem tuned before on this machine and thread count is
     answered from the cache file without timing (``from_cache=True``), and a new result is saved.
     """

@@ -1,10 +1,10 @@
 """Convolution layers of real networks, as data: one source for the benchmarks, the CLI,
 the tests and the docs.
 
-Each :class:`Layer` is one distinct convolution shape of a network at its usual input size
+Each `Layer` is one distinct convolution shape of a network at its usual input size
 (224x224, 299x299 for Xception); ``count`` says how many times the network runs it.  The
 family (pointwise / depthwise / grouped) is not stored: it is derived by
-:class:`~numbaconv.spec.ConvSpec` like any call.  A dense k x k convolution (groups = 1, k > 1)
+`numbaconv.spec.ConvSpec` like any call.  A dense k x k convolution (groups = 1, k > 1)
 belongs to the ``grouped`` family (the grouped kernel with G = 1 serves it).
 
 Sources: the architecture tables of the papers, with the shapes of the reference

@@ -5,7 +5,7 @@ Memory-bound: each input and output element should cross the memory bus once, an
 arithmetic (kH*kW fused multiply-adds per output) must hide behind that traffic.
 
 A parallel task is a run of output planes (image n, output channel co) times a band of
-output rows; the split is chosen from the shape (:func:`tiling`) so that small planes are
+output rows; the split is chosen from the shape (`tiling`) so that small planes are
 batched into one task and large planes on few channels are cut into row bands, giving every
 thread several tasks on 2 cores or on 64.
 
@@ -184,7 +184,7 @@ def _task(x_flat, w_flat, bias, out_flat, first_plane, last_plane, oh0, rows, in
 def _depthwise_conv_nchw(x, weight, bias, out, multiplier, stride_h, stride_w, dilation_h, dilation_w,
                          pad_top, pad_left, act, planes_per_task, rows_per_band, hq, wq, offsets, chunk):
     """x (N, C, H, W), weight (C*m, kH, kW), out (N, C*m, H_out, W_out), all C-contiguous;
-    tiling from :func:`tiling`, (hq, wq, offsets, chunk) from :func:`tap_offsets` for that band height."""
+    tiling from `tiling`, (hq, wq, offsets, chunk) from `tap_offsets` for that band height."""
     n_images, in_channels, in_height, in_width = x.shape
     out_channels, out_height, out_width = out.shape[1], out.shape[2], out.shape[3]
     x_flat = x.reshape(-1)
@@ -287,7 +287,7 @@ def _nhwc_rows(x_flat, w_tiled, bias_tiled, out_flat, n, oh0, oh1, in_height, in
 
 def _depthwise_conv_nhwc(x, w_tiled, bias, out, multiplier, stride_h, stride_w, dilation_h, dilation_w,
                          pad_top, pad_left, act, block, rows_per_task):
-    """x (N, H, W, C), w_tiled (kH, kW, block*C*m) from :func:`tile_nhwc_weights`,
+    """x (N, H, W, C), w_tiled (kH, kW, block*C*m) from `tile_nhwc_weights`,
     out (N, H_out, W_out, C*m), all C-contiguous."""
     n_images, in_height, in_width, in_channels = x.shape
     out_height, out_width, out_channels = out.shape[1], out.shape[2], out.shape[3]

@@ -1,6 +1,6 @@
 """numba.cuda kernels, one module per family, with their launch configuration in ``launch``.
 
-Importing this package does not import ``numba.cuda``: :func:`available` does, on demand,
+Importing this package does not import ``numba.cuda``: `available` does, on demand,
 so the CPU library works where numba-cuda is absent.  Under ``NUMBA_ENABLE_CUDASIM=1``
 the same kernels run in Numba's CUDA simulator (every thread in Python), which is how CI
 tests them; the tile sizes shrink there (see ``launch``) so that tiny inputs still span

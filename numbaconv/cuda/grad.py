@@ -1,6 +1,6 @@
 """Backward kernels on CUDA arrays: the device path of ``conv2d_grad_input`` / ``_weight`` / ``_bias``.
 
-The algebra is the CPU's (see :mod:`numbaconv.grad`):
+The algebra is the CPU's (see `numbaconv.grad`):
 
 * **grad input** is one forward convolution, run by the CUDA forward kernels: ``grad_output``
   (zero-upsampled by the stride: ``upsample``) correlated with the flipped, channel-transposed
@@ -321,7 +321,7 @@ def _sources(size: int, before: int, after: int, mode: str):
 
 def grad_input(input_shape, weight, grad_output, stride, padding, dilation, groups, *, padding_mode, layout,
                stream=None):
-    """The device path of :func:`numbaconv.conv2d_grad_input`: a device array shaped ``input_shape``."""
+    """The device path of `numbaconv.conv2d_grad_input`: a device array shaped ``input_shape``."""
     dw, dgy = _arrays({"weight": weight, "grad_output": grad_output})
     dtype = check_dtypes(np.dtype(dgy.dtype), np.dtype(dw.dtype), names=("grad_output", "weight"))
     spec = ConvSpec.from_shapes(tuple(input_shape), dw.shape, None, stride, padding, dilation, groups, dtype=dtype,
@@ -363,7 +363,7 @@ def grad_input(input_shape, weight, grad_output, stride, padding, dilation, grou
 
 def grad_weight(x, weight_shape, grad_output, stride, padding, dilation, groups, *, padding_mode, layout,
                 stream=None):
-    """The device path of :func:`numbaconv.conv2d_grad_weight`: a device array shaped ``weight_shape``."""
+    """The device path of `numbaconv.conv2d_grad_weight`: a device array shaped ``weight_shape``."""
     dx, dgy = _arrays({"x": x, "grad_output": grad_output})
     dtype = check_dtypes(np.dtype(dx.dtype), np.dtype(dx.dtype))
     spec = ConvSpec.from_shapes(tuple(dx.shape), tuple(weight_shape), None, stride, padding, dilation, groups,
@@ -397,7 +397,7 @@ def grad_weight(x, weight_shape, grad_output, stride, padding, dilation, groups,
 
 
 def grad_bias(grad_output, layout, stream=None):
-    """The device path of :func:`numbaconv.conv2d_grad_bias`: a device array of shape (C_out,)."""
+    """The device path of `numbaconv.conv2d_grad_bias`: a device array of shape (C_out,)."""
     (dgy,) = _arrays({"grad_output": grad_output})
     if layout not in ("NCHW", "NHWC"):
         raise ValueError(f"layout must be one of ('NCHW', 'NHWC'), got {layout!r}")

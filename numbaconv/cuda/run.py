@@ -119,7 +119,7 @@ def _wrap_like(result, like):
 
 def conv2d(x, weight, bias, stride, padding, dilation, groups, *, padding_mode, activation, layout, out,
            algorithm, device, stream):
-    """The device path of :func:`numbaconv.conv2d` (called by it; arguments as there)."""
+    """The device path of `numbaconv.conv2d` (called by it; arguments as there)."""
     arrays = dict(zip(ARRAY_NAMES, (x, weight, bias, out)))
     present = {name: value for name, value in arrays.items() if value is not None}
     on_device = {name for name, value in present.items() if is_cuda_array(value)}

@@ -80,11 +80,23 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, p
 
     Parameters
     ----------
-    x : (N, C_in, L) or unbatched (C_in, L); (N, L, C_in) / (L, C_in) with ``layout='NLC'``.
-    weight : (C_out, C_in/groups, K).  ``groups = C_in`` is the depthwise 1-D convolution
+    x : array
+        (N, C_in, L) or unbatched (C_in, L); (N, L, C_in) or (L, C_in) with ``layout='NLC'``.
+    weight : array
+        (C_out, C_in/groups, K).  ``groups = C_in`` is the depthwise 1-D convolution
         (C_out = m * C_in for a channel multiplier m).
-    stride, dilation : int (or a 1-tuple).  padding : int, 1-tuple, ``'same'`` or ``'valid'``.
-    padding_mode, activation, out, algorithm, device, stream : as in :func:`numbaconv.conv2d`.
+    bias : array or None
+        (C_out,).
+    stride, dilation : int or (int,)
+        At least 1.
+    padding : int, (int,), 'same' or 'valid'
+        At least 0.
+    groups : int
+        Divides both C_in and C_out.
+    padding_mode, activation, out, algorithm, device, stream
+        As in `numbaconv.conv2d`.
+    layout : {'NCL', 'NLC'}
+        The layout of x and of the result.
 
     Returns
     -------
