@@ -49,6 +49,15 @@ def unravel(index, shape):
     return rest // shape[1], rest % shape[1], i, j
 
 
+@cuda.jit(device=True, inline=True, cache=True)
+def pixel_of(index, pixels, out_width):
+    """Reduction index over (image, output pixel) -> (n, oh, ow)."""
+    n = index // pixels
+    p = index - n * pixels
+    oh = p // out_width
+    return n, oh, p - oh * out_width
+
+
 @cuda.jit(cache=True)
 def flip_transpose(weight, out, groups):
     """out[g*Cig + ci, co, r, s] = weight[g*Cog + co, ci, kH-1-r, kW-1-s]: the weight of the
@@ -144,10 +153,7 @@ def depthwise_weight(x, grad_output, pieces, multiplier, stride_h, stride_w, pad
     stop = min(start + piece_length, n_images * pixels)
     total = float64(0)
     for index in range(start + thread, stop, REDUCE_THREADS):
-        n = index // pixels
-        p = index - n * pixels
-        oh = p // out_width
-        ow = p - oh * out_width
+        n, oh, ow = pixel_of(index, pixels, out_width)
         ih = oh * stride_h - pad_top + r * dilation_h
         iw = ow * stride_w - pad_left + s * dilation_w
         if 0 <= ih < in_height and 0 <= iw < in_width:
@@ -170,10 +176,8 @@ def channel_sums(grad_output, pieces, piece_length):
     stop = min(start + piece_length, n_images * pixels)
     total = float64(0)
     for index in range(start + thread, stop, REDUCE_THREADS):
-        n = index // pixels
-        p = index - n * pixels
-        oh = p // out_width
-        total += float64(grad_output[n, c, oh, p - oh * out_width])
+        n, oh, ow = pixel_of(index, pixels, out_width)
+        total += float64(grad_output[n, c, oh, ow])
     shared = cuda.shared.array(REDUCE_THREADS, float64)
     total = block_sum(total, shared, thread)
     if thread == 0:
@@ -226,10 +230,8 @@ def _build_weight_gemm(scalar):
                 channel = channel0 + c
                 value = scalar(0)
                 if index < stop and channel < out_per_group:
-                    n = index // pixels
-                    p = index - n * pixels
-                    oh = p // out_width
-                    value = grad_output[n, group * out_per_group + channel, oh, p - oh * out_width]
+                    n, oh, ow = pixel_of(index, pixels, out_width)
+                    value = grad_output[n, group * out_per_group + channel, oh, ow]
                 gradient_tile[q, c] = value
             for e in range(thread, GRAD_PIXELS * GRAD_DEPTH, threads):
                 kk = e // GRAD_PIXELS
@@ -238,14 +240,12 @@ def _build_weight_gemm(scalar):
                 k = k0 + kk
                 value = scalar(0)
                 if index < stop and k < depth:
-                    n = index // pixels
-                    p = index - n * pixels
-                    oh = p // out_width
+                    n, oh, ow = pixel_of(index, pixels, out_width)
                     ci = k // taps
                     tap = k - ci * taps
                     r = tap // kernel_w
                     ih = oh * stride_h - pad_top + r * dilation_h
-                    iw = (p - oh * out_width) * stride_w - pad_left + (tap - r * kernel_w) * dilation_w
+                    iw = ow * stride_w - pad_left + (tap - r * kernel_w) * dilation_w
                     if 0 <= ih < in_height and 0 <= iw < in_width:
                         value = x[n, group * channels_per_group + ci, ih, iw]
                 columns_tile[q, kk] = value
