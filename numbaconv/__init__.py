@@ -6,18 +6,9 @@
 (1, 8, 5, 5)
 """
 
-import os
-
-# Numba's OpenMP workers spin for ~300k iterations (about 8 ms here) after each parallel
-# region, holding the cores that the next NumPy/BLAS call needs: a BLAS product followed
-# by one of our kernels then costs ~8 ms extra.  A short spin keeps back-to-back kernels
-# fast and frees the cores at once.  Only a default: a value the user set wins.
-os.environ.setdefault("GOMP_SPINCOUNT", "1000")
-# The same from the other side: after each call, numpy's OpenBLAS workers spin for 2**28 cycles
-# (~80 ms) by default, and a Numba kernel launched meanwhile waits a whole scheduler slice (~8 ms)
-# for a core.  2**4 cycles makes them sleep at once.  It takes effect only if numpy is not yet
-# imported (OpenBLAS reads it when it loads): import numbaconv first, or export it yourself.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+# First: the threading layer (TBB where installed: fork- and thread-safe) and the thread pools' environment
+# defaults, before anything compiles or NumPy's BLAS loads (numbaconv.runtime).
+from . import runtime  # noqa: E402,F401  isort: skip
 
 from . import cost, reference  # noqa: E402
 from .api import conv2d, depthwise_conv2d, grouped_conv2d, pointwise_conv2d  # noqa: E402

@@ -88,10 +88,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     result = arrays.kernel_output(out, spec, kernel_layout)
     if result.size:
         bias_values = np.zeros(spec.out_channels, spec.dtype) if bias is None else np.ascontiguousarray(bias)
-        if native:
-            chosen.run_nhwc(spec, arrays.to_batched(x, spec), weight, bias_values, result)
-        else:
-            chosen.run(spec, arrays.to_nchw(x, spec), weight, bias_values, result)
+        view = arrays.to_batched(x, spec) if native else arrays.to_nchw(x, spec)
+        kernel_spec, kernel_x = arrays.kernel_input(view, spec, kernel_layout)  # degenerate geometry gathered
+        dispatch.run_bounded(chosen, kernel_spec, kernel_x, weight, bias_values, result, kernel_layout)
     return arrays.finish(result, spec, out, kernel_layout)
 
 

@@ -27,9 +27,22 @@ def is_cuda_array(value) -> bool:
 
 
 def as_host_array(value, name: str) -> np.ndarray:
-    """A NumPy view of ``value`` (no copy for ndarrays); TypeError for what cannot be one."""
+    """A NumPy view of ``value`` (no copy for ndarrays); TypeError for what cannot be one.
+
+    The input policy, in one place: NumPy arrays are used as they are (any strides, never modified);
+    other array-likes (lists, tuples, objects with ``__array__``) go through ``np.asarray``, with
+    NumPy's dtype rules (Python floats give float64, so the result is float64); masked arrays are
+    refused (their mask would be ignored); torch CPU tensors are refused with the way to pass them
+    (``numbaconv.torch`` keeps autograd, ``tensor.numpy()`` shares memory); CUDA arrays never get
+    here (they run on the GPU)."""
     if isinstance(value, np.ndarray):
-        return value
+        if isinstance(value, np.ma.MaskedArray):
+            raise TypeError(f"{name} is a masked array, and numbaconv would ignore its mask: pass "
+                            f"{name}.filled(value) (or np.asarray({name}) to use the values under the mask)")
+        return value if type(value) is np.ndarray else np.asarray(value)
+    if type(value).__module__.split(".")[0] == "torch":
+        raise TypeError(f"{name} is a torch tensor: use numbaconv.torch.conv2d (differentiable, returns a tensor) "
+                        f"or pass {name}.numpy()")
     if value is None or isinstance(value, (str, bytes, dict, set)):
         raise TypeError(f"{name} must be an array, got {type(value).__name__}")
     try:
@@ -135,6 +148,103 @@ def unpad_adjoint(grad_padded: np.ndarray, spec: ConvSpec) -> np.ndarray:
     # np.add.at accumulates repeated targets (a corner pixel receives several border copies)
     np.add.at(grad.T, source[border], grad_padded.reshape(n * c, -1)[:, border.reshape(-1)].T)
     return grad.reshape(n, c, height, width)
+
+
+# ---- degenerate geometry: gather the positions the taps read (spec.ConvSpec.kernel_view) ---------------
+def source_positions(size: int, before: int, kernel: int, stride: int, dilation: int, out: int,
+                     padding_mode: str) -> np.ndarray:
+    """For output o and tap t of one axis (index o*kernel + t), the input position it reads:
+    o*stride + t*dilation - before, mapped into [0, size) by the padding mode, or -1 for a zero of
+    zero padding.  Computed with Python integers where int64 could overflow (huge paddings)."""
+    exact = max(stride, dilation, before, size) * (out + kernel) >= 2**62
+    index = np.arange(out, dtype=object if exact else np.int64)[:, None] * stride \
+        + np.arange(kernel, dtype=object if exact else np.int64)[None, :] * dilation - before
+    return padded_reads(index.reshape(-1), size, padding_mode)
+
+
+def padded_reads(index: np.ndarray, size: int, padding_mode: str) -> np.ndarray:
+    """The input position that each position ``index`` of a padded axis holds (negative: before the
+    input), by torch's padding modes, or -1 where zero padding holds a zero; int64."""
+    inside = (index >= 0) & (index < size)
+    if padding_mode == "zeros":
+        index = np.where(inside, index, -1)
+    elif padding_mode == "reflect":  # padding < size (checked): one reflection
+        index = np.where(index < 0, -index, np.where(index >= size, 2 * (size - 1) - index, index))
+    elif padding_mode == "replicate":
+        index = np.where(index < 0, 0, np.where(index >= size, size - 1, index))
+    else:  # circular
+        index = index % size
+    return index.astype(np.int64)
+
+
+def kernel_reads(spec: ConvSpec, axis: int) -> np.ndarray:
+    """For every position of the kernel view's padded axis (rows 0, columns 1; `ConvSpec.kernel_view`), the
+    input position it holds, or -1 for a zero: the gather map on a gathered axis, the padding otherwise."""
+    if spec.kernel_view[1][axis]:
+        return _axis_positions(spec, axis)
+    size = (spec.in_height, spec.in_width)[axis]
+    before, after = spec.padding[2 * axis: 2 * axis + 2]
+    return padded_reads(np.arange(-before, size + after, dtype=np.int64), size, spec.padding_mode)
+
+
+def _axis_positions(spec: ConvSpec, axis: int) -> np.ndarray:
+    size = (spec.in_height, spec.in_width)[axis]
+    kernel = (spec.kernel_height, spec.kernel_width)[axis]
+    out = (spec.out_height, spec.out_width)[axis]
+    return source_positions(size, spec.padding[2 * axis], kernel, spec.stride[axis], spec.dilation[axis], out,
+                            spec.padding_mode)
+
+
+def _take(x: np.ndarray, positions: np.ndarray, axis: int) -> np.ndarray:
+    """x's slices at ``positions`` along ``axis``, zeros where a position is -1 (a new array)."""
+    taken = np.take(x, np.maximum(positions, 0), axis=axis)
+    if (positions < 0).any():
+        index = [slice(None)] * taken.ndim
+        index[axis] = positions < 0
+        taken[tuple(index)] = 0
+    return taken
+
+
+def band_input(x: np.ndarray, spec: ConvSpec, images: slice, first_row: int, rows: int,
+               layout: str = "NCHW") -> tuple[ConvSpec, np.ndarray]:
+    """The sub-problem of output rows [first_row, first_row + rows) of ``images`` (a slice of the batch):
+    its spec (`ConvSpec.band`) and its input, the padded input rows those outputs read, gathered (padding
+    rows included, so the band needs no vertical padding); x batched in ``layout``."""
+    band = spec.band(len(range(*images.indices(spec.batch))), rows)
+    x = x[images]
+    if band.in_height == spec.in_height and band.padding == spec.padding:
+        return band, x
+    start = first_row * spec.stride[0] - spec.padding[0]
+    positions = source_positions(spec.in_height, -start, band.in_height, 0, 1, 1, spec.padding_mode)
+    return band, _take(x, positions, 2 if layout == "NCHW" else 1)
+
+
+def kernel_input(x: np.ndarray, spec: ConvSpec, layout: str = "NCHW") -> tuple[ConvSpec, np.ndarray]:
+    """``(kernel spec, kernel x)``: the problem as the kernels run it (`ConvSpec.kernel_view`) and x
+    (batched, in ``layout``) gathered on the axes it compacts; x itself for ordinary layers."""
+    view, gathered = spec.kernel_view
+    if not any(gathered):
+        return view, x
+    first_axis = 2 if layout == "NCHW" else 1
+    for axis in (0, 1):
+        if gathered[axis]:
+            x = _take(x, _axis_positions(spec, axis), first_axis + axis)
+    return view, np.ascontiguousarray(x)
+
+
+def kernel_input_adjoint(grad: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """The adjoint of `kernel_input` for batched NCHW arrays: the gradient w.r.t. the kernel's x carried
+    back to x (each gathered position adds into the input pixel it read; zeros of the padding drop)."""
+    _, gathered = spec.kernel_view
+    for axis in (1, 0):
+        if gathered[axis]:
+            positions = _axis_positions(spec, axis)
+            moved = np.moveaxis(grad, 2 + axis, 0)
+            result = np.zeros(((spec.in_height, spec.in_width)[axis],) + moved.shape[1:], grad.dtype)
+            keep = positions >= 0
+            np.add.at(result, positions[keep], moved[keep])
+            grad = np.moveaxis(result, 0, 2 + axis)
+    return np.ascontiguousarray(grad)
 
 
 def check_out(out, spec: ConvSpec, inputs) -> np.ndarray:

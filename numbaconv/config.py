@@ -47,3 +47,16 @@ BLAS_MIN_OUT_PER_GROUP = 8
 # parallel regions while the intermediate fits the L3 anyway; so only intermediates beyond half the
 # L3 are cut.
 SEPARABLE_CHUNK_ELEMENTS = 1 << 22
+
+# Degenerate geometry (spec.ConvSpec.kernel_view): an axis whose padded input is more than this many
+# times (outputs x taps) long -- a huge padding, dilation or stride -- is gathered into exactly the
+# positions the taps read, so work and memory follow the output.  Real layers are far below it
+# (a 3x3 stride-2 layer's ratio is about 2/3).
+COMPACT_RATIO = 4
+
+# Peak memory (dispatch.run_bounded): a kernel call whose temporaries (padded copies, im2col, phase
+# splits) would exceed max(this x threads, the output's size) runs in pieces of the batch, or in bands
+# of output rows of one image, each within this budget -- so peak extra memory stays within about twice
+# the output whatever the batch or image size.  4 MiB per thread (half of this machine's L2 + L3 share)
+# keeps each piece's temporaries warm in cache for its kernel.
+WORKSPACE_BYTES_PER_THREAD = 4 << 20

@@ -15,14 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numba
 import numpy as np
 
 from . import arrays, cost, reference
 from .cpu import depthwise as cpu_depthwise
 from .cpu import grouped as cpu_grouped
 from .cpu import pointwise as cpu_pointwise
-from .config import BLAS_MIN_OUT_PER_GROUP
-from .spec import ConvSpec
+from .config import BLAS_MIN_OUT_PER_GROUP, WORKSPACE_BYTES_PER_THREAD
+from .spec import ConvSpec, problem_from_shapes
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class Algorithm:
     # The channels-last variant, run instead of ``run`` when the caller's layout is NHWC: same
     # arguments, but x is a batched NHWC view and out a C-contiguous (N, H_out, W_out, C_out) array.
     run_nhwc: Callable | None = None
+    # Bytes of temporaries the kernel allocates for a problem with a C-contiguous x (`run_bounded` cuts
+    # problems whose workspace would exceed the budget; plan() reports it).
+    workspace: Callable[[ConvSpec], int] = lambda spec: 0
 
     def __repr__(self) -> str:
         return f"Algorithm({self.name!r}, device={self.device!r}, family={self.family!r})"
@@ -67,7 +71,7 @@ def _run_grouped(spec, x, weight, bias, out):
     segments = cpu_grouped.plane_segments(spec.out_height, spec.out_width, spec.stride[0],
                                           phased.shape[3] * phased.shape[4])
     cpu_grouped.grouped_conv_nchw(
-        phased, cpu_grouped.pack_weights(weight, spec.groups), bias, out, spec.groups,
+        out.size * spec.reduction_length, phased, cpu_grouped.pack_weights(weight, spec.groups), bias, out, spec.groups,
         spec.kernel_height, spec.kernel_width, *spec.stride, *spec.dilation, *segments, spec.activation_code,
     )
 
@@ -99,6 +103,12 @@ def _run_reference(spec, x, weight, bias, out):
     out[...] = reference.conv2d_nchw(spec, x, weight, bias if spec.has_bias else None)
 
 
+def _reference_workspace(spec):
+    # float64: x, one tap's window (taken, then masked) and the accumulator with its activated copy
+    inputs = spec.batch * spec.in_channels * (spec.in_height * spec.in_width + 2 * spec.out_height * spec.out_width)
+    return 8 * (inputs + 2 * spec.batch * spec.out_channels * spec.out_height * spec.out_width)
+
+
 _REGISTRY: dict[str, Algorithm] = {}
 
 
@@ -109,23 +119,25 @@ def register(algorithm: Algorithm) -> Algorithm:
 
 register(Algorithm("pointwise", "cpu", "pointwise",
                    "explicit-loop Numba GEMM: 4 output channels x 16 pixels register tile, packed weights",
-                   _needs_pointwise, cpu_pointwise.run_explicit))
+                   _needs_pointwise, cpu_pointwise.run_explicit, workspace=cpu_pointwise.workspace_explicit))
 register(Algorithm("pointwise_blas", "cpu", "pointwise",
                    "NumPy matmul (the machine's BLAS) per image, then a Numba bias/activation pass; "
                    "channels-last: one matmul over the whole batch, no transposes",
-                   _needs_pointwise, cpu_pointwise.run_blas, cpu_pointwise.run_blas_nhwc))
+                   _needs_pointwise, cpu_pointwise.run_blas, cpu_pointwise.run_blas_nhwc,
+                   workspace=cpu_pointwise.workspace_blas))
 register(Algorithm("depthwise", "cpu", "depthwise",
                    "planes x row bands per task; rows staged in an L1/L2 buffer with padding and stride folded in, "
                    "then every tap a unit-stride SIMD pass; channels-last: SIMD over the channels of a pixel",
-                   _needs_depthwise, _run_depthwise, _run_depthwise_nhwc))
+                   _needs_depthwise, _run_depthwise, _run_depthwise_nhwc, workspace=cpu_depthwise.workspace))
 register(Algorithm("grouped", "cpu", "grouped",
                    "implicit GEMM per group on the padded input, 4x16 register tile; serves any convolution",
-                   _any, _run_grouped))
+                   _any, _run_grouped, workspace=cpu_grouped.workspace))
 register(Algorithm("grouped_blas", "cpu", "grouped",
                    "im2col (none for an unpadded stride-1 1x1) then one batched BLAS product over the groups, "
-                   "then a Numba bias/activation pass; serves any convolution", _any, cpu_grouped.run_blas))
+                   "then a Numba bias/activation pass; serves any convolution", _any, cpu_grouped.run_blas,
+                   workspace=cpu_grouped.workspace_blas))
 register(Algorithm("reference", "cpu", "any", "the NumPy oracle (numbaconv.reference), for checking",
-                   _any, _run_reference))
+                   _any, _run_reference, workspace=_reference_workspace))
 
 
 # CUDA kernels: numba.cuda is imported only when one runs (numbaconv.cuda.run).
@@ -153,6 +165,66 @@ register(Algorithm("cuda_depthwise", "cuda", "depthwise",
 register(Algorithm("cuda_grouped", "cuda", "grouped",
                    "implicit GEMM per group, input patches gathered into shared memory (no im2col in global "
                    "memory); serves any convolution", _any, _cuda("run_gemm")))
+
+
+def workspace_budget() -> int:
+    """Bytes of temporaries one kernel call may allocate beyond the output (config.WORKSPACE_BYTES_PER_THREAD
+    per thread)."""
+    return WORKSPACE_BYTES_PER_THREAD * numba.get_num_threads()
+
+
+def pieces(algorithm: Algorithm, spec: ConvSpec, contiguous: bool = True, layout: str = "NCHW") -> tuple[int, int]:
+    """``(images, rows)`` per piece of the batch such that one piece's temporaries stay within the budget
+    (`workspace_budget`): the whole problem when its temporaries fit ``max(budget, output bytes)``, else
+    whole images, else bands of output rows of one image.  A piece's temporaries: the kernel's workspace,
+    plus a copy of its input when x is not C-contiguous (the kernels copy it), plus for a band of rows the
+    gathered input rows (and, in NCHW, the band's result before it is copied into place)."""
+    itemsize = spec.dtype.itemsize
+
+    def piece_bytes(images, rows):
+        band = spec.band(images, rows)
+        total = algorithm.workspace(band)
+        if rows < spec.out_height or not contiguous:
+            total += images * spec.in_channels * band.in_height * spec.in_width * itemsize
+        if rows < spec.out_height and layout == "NCHW":
+            total += images * spec.out_channels * rows * spec.out_width * itemsize
+        return total
+
+    output = spec.batch * spec.out_channels * spec.out_height * spec.out_width * itemsize
+    budget = workspace_budget()
+    if piece_bytes(spec.batch, spec.out_height) <= max(budget, output):
+        return spec.batch, spec.out_height
+    per_image = piece_bytes(1, spec.out_height)
+    if per_image <= budget:
+        return max(1, budget // max(per_image, 1)), spec.out_height
+    rows = spec.out_height
+    while rows > 1 and piece_bytes(1, rows) > budget:
+        rows = -(-rows // 2)
+    return 1, rows
+
+
+def run_bounded(algorithm: Algorithm, spec: ConvSpec, x, weight, bias, out, layout: str = "NCHW") -> None:
+    """Run ``algorithm`` on the batched x (in ``layout``) into the C-contiguous batched out, in pieces of the
+    batch or bands of rows (`pieces`) when its workspace would exceed the budget: peak memory beyond the
+    output stays bounded, whatever the batch or image size."""
+    run = algorithm.run_nhwc if layout == "NHWC" else algorithm.run
+    images, rows = pieces(algorithm, spec, x.flags.c_contiguous, layout)
+    if images >= spec.batch and rows == spec.out_height:
+        run(spec, x, weight, bias, out)
+        return
+    for n0 in range(0, spec.batch, images):
+        n1 = min(n0 + images, spec.batch)
+        for r0 in range(0, spec.out_height, rows):
+            band_rows = min(rows, spec.out_height - r0)
+            band_spec, band_x = arrays.band_input(x, spec, slice(n0, n1), r0, band_rows, layout)
+            if band_rows == spec.out_height:
+                run(band_spec, band_x, weight, bias, out[n0:n1])
+            elif layout == "NHWC":  # one image's band of rows is contiguous in NHWC
+                run(band_spec, band_x, weight, bias, out[n0:n1, r0:r0 + band_rows])
+            else:
+                band_out = np.empty((n1 - n0, spec.out_channels, band_rows, spec.out_width), spec.dtype)
+                run(band_spec, band_x, weight, bias, band_out)
+                out[n0:n1, :, r0:r0 + band_rows] = band_out
 
 
 def algorithms() -> list[Algorithm]:
@@ -244,6 +316,7 @@ class Plan:
     arithmetic_intensity: float
     out_shape: tuple
     spec: ConvSpec
+    workspace_bytes: int = 0  # the kernel's temporaries beyond the output, as run (in pieces when large)
 
 
 def plan(x_shape, weight_shape, bias=False, stride=1, padding=0, dilation=1, groups=1, *,
@@ -255,14 +328,11 @@ def plan(x_shape, weight_shape, bias=False, stride=1, padding=0, dilation=1, gro
     """
     if device not in (None, "cpu", "cuda"):
         raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
-    if bias is True:
-        bias_shape = (weight_shape[0],)
-    elif bias is False or bias is None:
-        bias_shape = None
-    else:
-        bias_shape = np.shape(bias) if hasattr(bias, "shape") else bias
-    spec = ConvSpec.from_shapes(x_shape, weight_shape, bias_shape, stride, padding, dilation, groups,
-                                dtype=dtype, padding_mode=padding_mode, activation=activation, layout=layout)
+    spec = problem_from_shapes(x_shape, weight_shape, bias, stride, padding, dilation, groups, dtype=dtype,
+                               padding_mode=padding_mode, activation=activation, layout=layout)
     chosen, reason = select(spec, algorithm, device or "cpu")
+    kernel_spec = spec.kernel_view[0]
+    images, rows = pieces(chosen, kernel_spec)
+    workspace = chosen.workspace(kernel_spec.band(min(images, kernel_spec.batch), rows)) if chosen.device == "cpu" else 0
     return Plan(kernel=chosen.name, reason=reason, device=chosen.device, family=spec.family,
-                out_shape=spec.out_shape, spec=spec, **cost.summary(spec))
+                out_shape=spec.out_shape, spec=spec, workspace_bytes=workspace, **cost.summary(spec))

@@ -30,8 +30,8 @@ from numba import prange
 
 from . import api, arrays
 from .cpu import grouped as cpu_grouped
-from .cpu.twins import parallel_and_serial
-from .config import PARALLEL_MIN_WORK
+from .cpu.depthwise import used_phases
+from .cpu.twins import Twins
 from .spec import ConvSpec, check_dtypes
 
 _U = np.uint64
@@ -98,8 +98,10 @@ def conv2d_grad_input(input_shape, weight, grad_output, stride=1, padding=0, dil
                                                   groups, padding_mode, layout)
     if 0 in (spec.batch, spec.in_channels, spec.in_height, spec.in_width):
         return input_like(np.zeros((spec.batch, spec.in_channels, spec.in_height, spec.in_width), spec.dtype), spec)
-    grad_padded = _grad_padded_input(spec, weight, arrays.to_nchw(grad_output, spec))
-    return input_like(arrays.unpad_adjoint(grad_padded, spec), spec)
+    kernel_spec = spec.kernel_view[0]  # degenerate geometry: the gradient of the gathered input, carried back
+    grad_padded = _grad_padded_input(kernel_spec, weight, arrays.to_nchw(grad_output, spec))
+    grad_gathered = arrays.unpad_adjoint(grad_padded, kernel_spec)
+    return input_like(arrays.kernel_input_adjoint(grad_gathered, spec), spec)
 
 
 def _grad_padded_input(spec: ConvSpec, weight: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
@@ -149,7 +151,7 @@ def conv2d_grad_weight(x, weight_shape, grad_output, stride=1, padding=0, dilati
     gy = arrays.to_nchw(grad_output, spec)
     if 0 in (spec.batch, spec.out_height, spec.out_width) or 0 in spec.weight_shape:
         return np.zeros(spec.weight_shape, spec.dtype)
-    x = arrays.to_nchw(x, spec)
+    spec, x = arrays.kernel_input(arrays.to_nchw(x, spec), spec)  # degenerate geometry gathered
     if spec.is_depthwise:
         return _depthwise_grad_weight(spec, x, gy)
     columns = cpu_grouped.gemm_columns(spec, x)  # (N, G, K, P)
@@ -180,32 +182,29 @@ def conv2d_grad_bias(grad_output, layout="NCHW", *, stream=None):
 # The reduction of one (channel, tap) is made one long contiguous dot product, so that it vectorizes:
 # the padded input is split into its stride phases, phase (p, q)[a, b] = padded[a*sh + p, b*sw + q],
 # each a plane of width Wq = ceil(Wp / sw); then tap (r, s) reads phase (r*dh % sh, s*dw % sw) at
-# the shift ((r*dh) // sh, (s*dw) // sw), a stride-1 correlation with grad_output.  grad_output is
-# widened to rows of Wq with zeros, so that with both planes flattened the tap's sum is
+# the shift ((r*dh) // sh, (s*dw) // sw), a stride-1 correlation with grad_output.  Only the phases
+# some tap reads are built (at most kH x kW of them, whatever the stride).  grad_output is widened
+# to rows of Wq with zeros, so that with both planes flattened the tap's sum is
 #     sum_f  grad_wide[n, co, f] * phase[n, ci, f + shift_rows * Wq + shift_columns]
 # over f < H_out * Wq: the zero columns absorb the wrap-around from one row into the next (and the
 # zeros that round the length up to DOT_BLOCK, the reads past the last row).
 DOT_BLOCK = 32  # 4 AVX-512 vectors of float64: the unit LLVM's vectorized reduction steps by
 
 
-def _depthwise_weight_kernel(phases, grad_wide, grad_weight, multiplier, stride_h, stride_w, dilation_h, dilation_w,
-                             phase_width):
-    """grad_weight[co, r, s] = sum_{n, f} grad_wide[n, co, f] * phases[n, co // m, phase(r, s), f + shift(r, s)].
+def _depthwise_weight_kernel(phases, grad_wide, grad_weight, multiplier, tap_phase, tap_shift):
+    """grad_weight[co, t] = sum_{n, f} grad_wide[n, co, f] * phases[n, co // m, tap_phase[t], f + tap_shift[t]].
 
     One task per (output channel, tap) owns its weight element: no races, no partials to merge.
     Products and sums in float64 whatever the dtype; the sum is reassociated (fastmath 'reassoc')
     so that it runs as SIMD lanes: a different order, the same float64 accumulator."""
     n_images = phases.shape[0]
     out_channels, length = grad_wide.shape[1], grad_wide.shape[2]
-    kernel_height, kernel_width = grad_weight.shape[1], grad_weight.shape[2]
-    taps = kernel_height * kernel_width
+    taps = grad_weight.shape[1]
     for task in prange(out_channels * taps):
         co = task // taps
         tap = task % taps
-        r = tap // kernel_width
-        s = tap % kernel_width
-        phase = (r * dilation_h % stride_h) * stride_w + s * dilation_w % stride_w
-        shift = (r * dilation_h // stride_h) * phase_width + s * dilation_w // stride_w
+        phase = tap_phase[tap]
+        shift = tap_shift[tap]
         total = 0.0
         for n in range(n_images):
             g = grad_wide[n, co]
@@ -214,26 +213,27 @@ def _depthwise_weight_kernel(phases, grad_wide, grad_weight, multiplier, stride_
             for f in range(length):
                 acc += np.float64(g[f]) * np.float64(values[f])
             total += acc
-        grad_weight[co, r, s] = total
+        grad_weight[co, tap] = total
 
 
-_depthwise_weight_parallel, _depthwise_weight_serial = parallel_and_serial(_depthwise_weight_kernel,
-                                                                        fastmath={"reassoc", "contract"})
+_depthwise_weight = Twins(_depthwise_weight_kernel, fastmath={"reassoc", "contract"})
 
 
-def _phases_kernel(x, phases, pad_top, pad_left, stride_h, stride_w, phase_width):
-    """phases[n, c, p*sw + q, a*Wq + b] = zero-padded x[n, c, a*sh + p - top, b*sw + q - left] (0 outside),
-    every element written (the slack at the end too): the padding and the phase split in one pass."""
+def _phases_kernel(x, phases, pad_top, pad_left, stride_h, stride_w, row_phases, column_phases, phase_width):
+    """phases[n, c, i*nq + j, a*Wq + b] = zero-padded x[n, c, a*sh + p - top, b*sw + q - left] (0 outside) for
+    p = row_phases[i], q = column_phases[j] (nq column phases), every element written (the slack at the end
+    too): the padding and the phase split in one pass."""
     n_images, channels, height, width = x.shape
     planes, length = phases.shape[2], phases.shape[3]
+    n_columns = len(column_phases)
     phase_height = length // phase_width
     zero = 0.0
     for task in prange(n_images * channels):
         n = task // channels
         c = task % channels
         for phase in range(planes):
-            p = phase // stride_w
-            q = phase % stride_w
+            p = row_phases[phase // n_columns]
+            q = column_phases[phase % n_columns]
             # the columns b whose source column b*sw + q - left lies in [0, width)
             first = max(0, (pad_left - q + stride_w - 1) // stride_w)
             last = min(phase_width, (width - 1 + pad_left - q) // stride_w + 1)
@@ -255,32 +255,37 @@ def _phases_kernel(x, phases, pad_top, pad_left, stride_h, stride_w, phase_width
                 phases[n, c, phase, f] = zero
 
 
-_phases_parallel, _phases_serial = parallel_and_serial(_phases_kernel)
+_phases = Twins(_phases_kernel)
 
 
 def _depthwise_grad_weight(spec: ConvSpec, x: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
     top, bottom, left, right = spec.padding
     padded_height, padded_width = spec.in_height + top + bottom, spec.in_width + left + right
-    sh, sw = spec.stride
+    (sh, sw), (dh, dw) = spec.stride, spec.dilation
     phase_height, phase_width = -(-padded_height // sh), -(-padded_width // sw)
+    row_phases = used_phases(spec.kernel_height, sh, dh)
+    column_phases = used_phases(spec.kernel_width, sw, dw)
+    tap_phase, tap_shift = [], []
+    for r in range(spec.kernel_height):
+        for s in range(spec.kernel_width):
+            tap_phase.append(row_phases.index(r * dh % sh) * len(column_phases) + column_phases.index(s * dw % sw))
+            tap_shift.append((r * dh // sh) * phase_width + s * dw // sw)
     # the dot length rounded up to whole SIMD blocks (zeros in grad_wide's tail): no scalar remainder loop
     length = -(-spec.out_height * phase_width // DOT_BLOCK) * DOT_BLOCK
-    last_shift = ((spec.kernel_height - 1) * spec.dilation[0] // sh) * phase_width + \
-        (spec.kernel_width - 1) * spec.dilation[1] // sw
-    phases = np.empty((spec.batch, spec.in_channels, sh * sw, max(phase_height * phase_width, last_shift + length)),
-                      spec.dtype)
+    phases = np.empty((spec.batch, spec.in_channels, len(row_phases) * len(column_phases),
+                       max(phase_height * phase_width, max(tap_shift) + length)), spec.dtype)
     work = grad_output.size * spec.kernel_height * spec.kernel_width
-    parallel = work >= PARALLEL_MIN_WORK
     if spec.padding_mode == "zeros":  # pad and split in one pass
         source, pad_top, pad_left = x, top, left
     else:
         source, pad_top, pad_left = arrays.pad_input(x, spec), 0, 0
-    (_phases_parallel if parallel else _phases_serial)(source, phases, pad_top, pad_left, sh, sw, phase_width)
+    _phases(work, source, phases, pad_top, pad_left, sh, sw, np.array(row_phases, np.int64),
+            np.array(column_phases, np.int64), phase_width)
     grad_wide = np.zeros((spec.batch, spec.out_channels, length), spec.dtype)
     rows = grad_wide[:, :, : spec.out_height * phase_width].reshape(spec.batch, spec.out_channels, spec.out_height,
                                                                      phase_width)
     rows[:, :, :, : spec.out_width] = grad_output
-    grad = np.empty((spec.out_channels, spec.kernel_height, spec.kernel_width), np.float64)
-    kernel = _depthwise_weight_parallel if parallel else _depthwise_weight_serial
-    kernel(phases, grad_wide, grad, spec.channel_multiplier, sh, sw, *spec.dilation, phase_width)
+    grad = np.empty((spec.out_channels, spec.kernel_height * spec.kernel_width), np.float64)
+    _depthwise_weight(work, phases, grad_wide, grad, spec.channel_multiplier, np.array(tap_phase, np.int64),
+                      np.array(tap_shift, np.int64))
     return grad.astype(spec.dtype).reshape(spec.weight_shape)

@@ -8,6 +8,11 @@ kernels; the arithmetic is the textbook definition, one filter tap at a time:
 
 computed in float64 whatever the input dtype (then rounded to it), so it is at least
 as accurate as any kernel it judges.  Every test compares against it.
+
+The padded input ``xpad`` is never built: each tap reads, for each output row and column, the
+input position ``i*sh + kh*dh - top`` (`padded_read`: inside the input, a copy of an input pixel
+for reflect/replicate/circular padding, or a zero), so the oracle's work and memory follow the
+output and the taps, whatever the padding, stride or dilation.
 """
 
 from __future__ import annotations
@@ -45,18 +50,46 @@ def _sizes(spec: ConvSpec):
             spec.out_width, spec.stride, spec.dilation)
 
 
+def padded_read(position: int, size: int, padding_mode: str) -> int:
+    """The input index that position ``position`` of the padded axis holds (torch's padding modes:
+    a position before the input is negative), or -1 where zero padding holds a zero."""
+    if 0 <= position < size:
+        return position
+    if padding_mode == "zeros":
+        return -1
+    if padding_mode == "reflect":  # the edge pixel is not repeated
+        return -position if position < 0 else 2 * (size - 1) - position
+    if padding_mode == "replicate":
+        return 0 if position < 0 else size - 1
+    return position % size  # circular
+
+
+def _tap_reads(spec: ConvSpec, kh: int, kw: int):
+    """The input rows and columns tap (kh, kw) reads for every output row and column (-1: a zero)."""
+    (sh, sw), (dh, dw) = spec.stride, spec.dilation
+    top, left = spec.padding[0], spec.padding[2]
+    rows = [padded_read(i * sh + kh * dh - top, spec.in_height, spec.padding_mode) for i in range(spec.out_height)]
+    columns = [padded_read(j * sw + kw * dw - left, spec.in_width, spec.padding_mode) for j in range(spec.out_width)]
+    return np.array(rows, dtype=np.int64), np.array(columns, dtype=np.int64)
+
+
+def _window(x: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """x[..., rows, columns] on the last two axes, with zeros where a row or column is -1."""
+    window = x.take(np.maximum(rows, 0), axis=-2).take(np.maximum(columns, 0), axis=-1)
+    return np.where((rows[:, None] >= 0) & (columns[None, :] >= 0), window, 0.0)
+
+
 def conv2d_nchw(spec: ConvSpec, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """The definition, on a batched NCHW x; returns float64 (N, C_out, H_out, W_out)."""
-    n, groups, cig, cog, ho, wo, (sh, sw), (dh, dw) = _sizes(spec)
-    x = arrays.pad_input(x.astype(np.float64), spec)
-    xg = x.reshape(n, groups, cig, x.shape[2], x.shape[3])
+    n, groups, cig, cog, ho, wo, _, _ = _sizes(spec)
+    xg = x.astype(np.float64).reshape(n, groups, cig, spec.in_height, spec.in_width)
     wg = weight.astype(np.float64).reshape(groups, cog, cig, spec.kernel_height, spec.kernel_width)
     out = np.zeros((n, groups, cog, ho, wo), dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         for kh in range(spec.kernel_height):
             for kw in range(spec.kernel_width):
                 # the input pixels tap (kh, kw) sees for every output pixel: (n, g, c, ho, wo)
-                window = xg[:, :, :, kh * dh: kh * dh + sh * (ho - 1) + 1: sh, kw * dw: kw * dw + sw * (wo - 1) + 1: sw]
+                window = _window(xg, *_tap_reads(spec, kh, kw))
                 out += np.einsum("ngchw,goc->ngohw", window, wg[:, :, :, kh, kw])
         out = out.reshape(n, spec.out_channels, ho, wo)
         if bias is not None:
@@ -95,40 +128,41 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
 # ---- gradients (the oracle of numbaconv.grad) ------------------------------------------------------
 # For y = conv2d(x, w) (before bias and activation) and an upstream gradient gy = dL/dy:
 #
-#     dL/dxpad[n, g*Cig + c, i*sh + kh*dh, j*sw + kw*dw] += w[g*Cog + o, c, kh, kw] * gy[n, g*Cog + o, i, j]
+#     dL/dx[n, g*Cig + c, r, s] += w[g*Cog + o, c, kh, kw] * gy[n, g*Cog + o, i, j]
 #     dL/dw[g*Cog + o, c, kh, kw] = sum_{n,i,j} gy[n, g*Cog + o, i, j] * xpad[n, g*Cig + c, i*sh + kh*dh, j*sw + kw*dw]
 #
-# (the forward's definition read backwards, one tap at a time), then dL/dx is dL/dxpad carried
-# back through the padding: cropped for zero padding, and for reflect/replicate/circular each
-# padded position's gradient added to the input pixel it copies.
+# for every tap (kh, kw) and output (i, j) whose padded position holds input pixel (r, s) (`_tap_reads`:
+# itself, or the pixel that reflect/replicate/circular padding copies; a zero contributes nothing):
+# the forward's definition read backwards, one tap at a time.
 
 def conv2d_grad_input_nchw(spec: ConvSpec, weight: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
     """dL/dx in float64 (N, C_in, H, W) from a batched NCHW grad_output."""
-    n, groups, cig, cog, ho, wo, (sh, sw), (dh, dw) = _sizes(spec)
-    top, bottom, left, right = spec.padding
-    grad_padded = np.zeros((n, groups, cig, spec.in_height + top + bottom, spec.in_width + left + right))
+    n, groups, cig, cog, ho, wo, _, _ = _sizes(spec)
+    grad = np.zeros((n, spec.in_channels, spec.in_height, spec.in_width))
     gy = grad_output.astype(np.float64).reshape(n, groups, cog, ho, wo)
     wg = weight.astype(np.float64).reshape(groups, cog, cig, spec.kernel_height, spec.kernel_width)
     with np.errstate(invalid="ignore", over="ignore"):
         for kh in range(spec.kernel_height):
             for kw in range(spec.kernel_width):
-                window = grad_padded[:, :, :, kh * dh: kh * dh + sh * (ho - 1) + 1: sh,
-                                     kw * dw: kw * dw + sw * (wo - 1) + 1: sw]
-                window += np.einsum("ngohw,goc->ngchw", gy, wg[:, :, :, kh, kw])
-    return arrays.unpad_adjoint(grad_padded.reshape(n, spec.in_channels, *grad_padded.shape[3:]), spec)
+                rows, columns = _tap_reads(spec, kh, kw)
+                part = np.einsum("ngohw,goc->ngchw", gy, wg[:, :, :, kh, kw]).reshape(n, spec.in_channels, ho, wo)
+                part = part[:, :, rows >= 0][:, :, :, columns >= 0]
+                # several outputs may read one pixel (padding copies): add.at accumulates repeated targets
+                np.add.at(grad, (slice(None), slice(None), rows[rows >= 0][:, None], columns[columns >= 0][None, :]),
+                          part)
+    return grad
 
 
 def conv2d_grad_weight_nchw(spec: ConvSpec, x: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
     """dL/dw in float64 (C_out, C_in/G, kH, kW) from batched NCHW x and grad_output."""
-    n, groups, cig, cog, ho, wo, (sh, sw), (dh, dw) = _sizes(spec)
-    x = arrays.pad_input(x.astype(np.float64), spec)
-    xg = x.reshape(n, groups, cig, x.shape[2], x.shape[3])
+    n, groups, cig, cog, ho, wo, _, _ = _sizes(spec)
+    xg = x.astype(np.float64).reshape(n, groups, cig, spec.in_height, spec.in_width)
     gy = grad_output.astype(np.float64).reshape(n, groups, cog, ho, wo)
     grad = np.zeros((groups, cog, cig, spec.kernel_height, spec.kernel_width))
     with np.errstate(invalid="ignore", over="ignore"):
         for kh in range(spec.kernel_height):
             for kw in range(spec.kernel_width):
-                window = xg[:, :, :, kh * dh: kh * dh + sh * (ho - 1) + 1: sh, kw * dw: kw * dw + sw * (wo - 1) + 1: sw]
+                window = _window(xg, *_tap_reads(spec, kh, kw))
                 grad[:, :, :, kh, kw] = np.einsum("ngohw,ngchw->goc", gy, window)
     return grad.reshape(spec.weight_shape)
 
@@ -178,16 +212,20 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, p
     xs = x if batched else x[np.newaxis]
     if layout == "NLC":
         xs = xs.transpose(0, 2, 1)
-    _, _, left, right = spec.padding
-    xp = np.pad(xs.astype(np.float64), ((0, 0), (0, 0), (left, right)), mode=arrays.NUMPY_PAD_MODES[padding_mode])
-    n, length_out = xs.shape[0], spec.out_width
+    left = spec.padding[2]
+    xs = xs.astype(np.float64)
+    n, length, length_out = xs.shape[0], xs.shape[2], spec.out_width
     cig, cog, kernel = spec.in_channels_per_group, spec.out_channels_per_group, weight.shape[2]
     w = weight.astype(np.float64)
     out = np.zeros((n, spec.out_channels, length_out))
     with np.errstate(invalid="ignore", over="ignore"):
-        for g in range(groups):
-            for k in range(kernel):
-                window = xp[:, g * cig:(g + 1) * cig, k * d: k * d + s * (length_out - 1) + 1: s]  # (n, cig, L_out)
+        for k in range(kernel):
+            # the position tap k of output i reads: i*s + k*d in the padded sequence
+            reads = np.array([padded_read(i * s + k * d - left, length, padding_mode) for i in range(length_out)],
+                             dtype=np.int64)
+            taken = np.where(reads >= 0, xs.take(np.maximum(reads, 0), axis=2), 0.0)  # (n, C_in, L_out)
+            for g in range(groups):
+                window = taken[:, g * cig:(g + 1) * cig]
                 out[:, g * cog:(g + 1) * cog] += np.einsum("ncl,oc->nol", window, w[g * cog:(g + 1) * cog, :, k])
         if bias is not None:
             out += np.asarray(bias, np.float64)[None, :, None]

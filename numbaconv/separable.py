@@ -98,7 +98,8 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
     if out is not None:
         arrays.check_out(out, pw_spec, {"x": x, "depthwise_weight": dw_weight, "pointwise_weight": pw_weight,
                                         "depthwise_bias": dw_bias, "pointwise_bias": pw_bias})
-    if dispatch.select(dw_spec)[0].name != "depthwise":  # a filter too large for the depthwise kernel
+    # a filter too large for the depthwise kernel, or degenerate geometry (ConvSpec.kernel_view): unfused
+    if dispatch.select(dw_spec)[0].name != "depthwise" or dw_spec.kernel_view[0] is not dw_spec:
         middle = api.conv2d(x, dw_weight, dw_bias, stride, padding, dilation, in_channels, padding_mode=padding_mode, activation=depthwise_activation, layout=layout)
         return api.conv2d(middle, pw_weight, pw_bias, activation=activation, layout=layout, out=out)
 

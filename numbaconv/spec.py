@@ -13,9 +13,12 @@ and ``padding='same'`` puts ``total // 2`` before and the rest after, where
 from __future__ import annotations
 
 import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 
 import numpy as np
+
+from .config import COMPACT_RATIO
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -28,21 +31,31 @@ ACTIVATION_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 
 FAMILIES = ("pointwise", "depthwise", "grouped")
 
+# The largest value of any integer argument (stride, padding, dilation, groups, a size): int64's.
+MAX_INT = 2**63 - 1
+
 
 def _is_int(value) -> bool:
     return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def _representable(value: int, name: str, shown) -> int:
+    if abs(value) > MAX_INT:
+        raise ValueError(f"{name} must be at most 2**63 - 1 (int64), got {shown!r}")
+    return value
+
+
 def normalize_pair(value, name: str) -> tuple[int, int]:
     """An int or a pair of ints -> ``(int, int)``; TypeError/ValueError naming ``name``."""
     if _is_int(value):
-        return int(value), int(value)
+        value = _representable(int(value), name, value)
+        return value, value
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair of ints, got a sequence of length {len(value)}: {value!r}")
         if not all(_is_int(v) for v in value):
             raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-        return int(value[0]), int(value[1])
+        return _representable(int(value[0]), name, value), _representable(int(value[1]), name, value)
     raise TypeError(f"{name} must be an int or a pair of ints, got {type(value).__name__} {value!r}")
 
 
@@ -60,7 +73,54 @@ def _shape_tuple(shape, name: str) -> tuple[int, ...]:
         raise TypeError(f"{name} must be a shape (a sequence of ints), got {shape!r}") from None
     if not all(_is_int(d) and d >= 0 for d in dims):
         raise ValueError(f"{name} must contain non-negative ints, got {shape!r}")
-    return tuple(int(d) for d in dims)
+    return tuple(_representable(int(d), name, shape) for d in dims)
+
+
+def count(value, name: str, minimum: int = 1) -> int:
+    """An int (Python or NumPy) at least ``minimum``; TypeError/ValueError naming ``name``."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return _representable(int(value), name, value)
+
+
+def shape_argument(value, name: str) -> tuple[int, ...]:
+    """A shape given to `plan`/`tune`: a sequence of non-negative ints (not an array)."""
+    if hasattr(value, "__array__") or hasattr(value, "__cuda_array_interface__"):
+        raise TypeError(f"{name} must be a shape (a tuple of ints), got an array of shape {tuple(np.shape(value))}; "
+                        f"pass its .shape")
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+        raise TypeError(f"{name} must be a shape (a tuple of ints), got {type(value).__name__}")
+    return _shape_tuple(value, name)
+
+
+def bias_argument(bias, out_channels: int):
+    """`plan`/`tune`'s ``bias``: True/False/None, a shape (a tuple of ints) or an array (its shape) -> the bias
+    shape, or None for no bias."""
+    if bias is None or isinstance(bias, (bool, np.bool_)):
+        return (out_channels,) if bias else None
+    if isinstance(bias, (tuple, list)):
+        return shape_argument(bias, "bias")
+    if hasattr(bias, "shape"):
+        return tuple(bias.shape)
+    raise TypeError(f"bias must be True/False, a shape or an array, got {type(bias).__name__}")
+
+
+def problem_from_shapes(x_shape, weight_shape, bias=False, stride=1, padding=0, dilation=1, groups=1, *,
+                        dtype=np.float32, padding_mode="zeros", activation=None, layout="NCHW") -> "ConvSpec":
+    """The one argument parser of `numbaconv.plan` and `numbaconv.tune` (shapes, not arrays)."""
+    x_shape = shape_argument(x_shape, "x_shape")
+    weight_shape = shape_argument(weight_shape, "weight_shape")
+    if len(weight_shape) != 4:
+        raise ValueError(f"weight_shape must be 4-D (C_out, C_in/groups, kH, kW), got {weight_shape}")
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    return ConvSpec.from_shapes(x_shape, weight_shape, bias_argument(bias, weight_shape[0]), stride, padding,
+                                dilation, groups, dtype=dtype, padding_mode=padding_mode, activation=activation,
+                                layout=layout)
 
 
 def check_dtypes(x_dtype, weight_dtype, bias_dtype=None, names=("x", "weight")) -> np.dtype:
@@ -173,6 +233,53 @@ class ConvSpec:
     def weight_shape(self) -> tuple[int, int, int, int]:
         return (self.out_channels, self.in_channels_per_group, self.kernel_height, self.kernel_width)
 
+    @cached_property
+    def kernel_view(self) -> tuple["ConvSpec", tuple[bool, bool]]:
+        """The same problem as the kernels run it, and which axes (rows, columns) are gathered.
+
+        Work and memory must follow the output, never a raw stride, padding or dilation.  Per axis:
+
+        * an axis whose padded extent is more than ``COMPACT_RATIO`` times (outputs x taps) -- a huge
+          padding or dilation, or a stride far larger than the kernel -- is **gathered**: the kernels
+          see, per output o and tap t, the one input position o*stride + t*dilation - padding reads
+          (zero, or the padding mode's copy of an input pixel), a size of outputs x taps with
+          stride = taps, dilation 1 and no padding (`numbaconv.arrays.gather`);
+        * on the others a stride larger than the window's last start is lowered to it (same output).
+
+        Ordinary layers are returned unchanged (the spec itself).
+        """
+        gathered, changes = [False, False], {}
+        for axis in (0, 1):
+            size = (self.in_height, self.in_width)[axis]
+            before, after = self.padding[2 * axis: 2 * axis + 2]
+            kernel = (self.kernel_height, self.kernel_width)[axis]
+            stride, dilation = self.stride[axis], self.dilation[axis]
+            out = (self.out_height, self.out_width)[axis]
+            padded = size + before + after
+            if out > 0 and padded > COMPACT_RATIO * out * kernel:
+                gathered[axis] = True
+                changes[axis] = (out * kernel, 0, 0, kernel, 1)
+            elif out > 0 and stride > padded - dilation * (kernel - 1):
+                changes[axis] = (size, before, after, max(1, padded - dilation * (kernel - 1)), dilation)
+        if not changes:
+            return self, (False, False)
+        heights = changes.get(0, (self.in_height, *self.padding[:2], self.stride[0], self.dilation[0]))
+        widths = changes.get(1, (self.in_width, *self.padding[2:], self.stride[1], self.dilation[1]))
+        view = replace(self, in_height=heights[0], in_width=widths[0], padding=heights[1:3] + widths[1:3],
+                       stride=(heights[3], widths[3]), dilation=(heights[4], widths[4]))
+        assert view.out_height == self.out_height and view.out_width == self.out_width
+        return view, (gathered[0], gathered[1])
+
+    def band(self, images: int, rows: int) -> "ConvSpec":
+        """The sub-problem of ``images`` images and ``rows`` output rows (a band of the output): the whole
+        height when ``rows`` is all of them, else exactly the padded input rows the band reads, with no
+        vertical padding (`numbaconv.arrays.band_input` gathers them)."""
+        if rows == self.out_height:
+            return replace(self, batch=images, batched=True)
+        span = self.dilation[0] * (self.kernel_height - 1) + 1
+        return replace(self, batch=images, batched=True, in_height=(rows - 1) * self.stride[0] + span,
+                       padding=(0, 0) + self.padding[2:])
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d["dtype"] = str(self.dtype)
@@ -230,17 +337,19 @@ class ConvSpec:
 
         if not _is_int(groups):
             raise TypeError(f"groups must be an int, got {type(groups).__name__} {groups!r}")
-        groups = int(groups)
+        groups = _representable(int(groups), "groups", groups)
         if groups < 1:
             raise ValueError(f"groups must be >= 1, got {groups}")
+        # how x was read, for the messages about channels (NCHW data passed with layout='NHWC' and the like)
+        read = f"x.shape {x_shape} read as layout={layout!r} {dims}"
         if in_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) must be divisible by groups ({groups})")
+            raise ValueError(f"in_channels ({in_channels}) must be divisible by groups ({groups}); {read}")
         if out_channels % groups:
             raise ValueError(f"out_channels (weight.shape[0] = {out_channels}) must be divisible by groups ({groups})")
         if weight_in_channels * groups != in_channels:
             raise ValueError(
                 f"weight.shape[1] ({weight_in_channels}) x groups ({groups}) must equal the input's channels "
-                f"({in_channels}); x.shape {x_shape}, weight.shape {weight_shape}"
+                f"({in_channels}); {read}, weight.shape {weight_shape}"
             )
         if bias_shape is not None:
             bias_shape = _shape_tuple(bias_shape, "bias.shape")

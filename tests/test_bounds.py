@@ -20,8 +20,8 @@ from numbaconv.cpu.grouped import grouped_conv_nchw, pack_weights
 x = np.zeros((1, 1, 5, 1, 4), np.float32)  # a prepared 4x4 input (+1 slack row) ...
 out = np.zeros((1, 1, 6, 6), np.float32)   # ... asked for a 6x6 result of a 3x3 kernel: reads past x
 try:
-    grouped_conv_nchw(x, pack_weights(np.ones((1, 1, 3, 3), np.float32), 1), np.zeros(1, np.float32), out,
-                      1, 3, 3, 1, 1, 1, 1, 1, 36, 0)
+    grouped_conv_nchw.parallel(x, pack_weights(np.ones((1, 1, 3, 3), np.float32), 1), np.zeros(1, np.float32),
+                               out, 1, 3, 3, 1, 1, 1, 1, 1, 36, 0)
 except IndexError:
     print("bounds checked")
 except SystemError as error:  # inside prange, Numba re-raises the IndexError as the cause of a SystemError

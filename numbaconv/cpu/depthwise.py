@@ -12,7 +12,10 @@ thread several tasks on 2 cores or on 64.
 Per task and input plane the band's input rows are copied once into a small buffer that
 stays in L1/L2, **zero padding and the stride folded in**: the buffer holds the padded rows
 split by phase, element (a, b, i, j) = padded[row0 + i*sh + a, j*sw + b] at
-((a*sw + b)*Hq + i)*Wq + j.  Tap (kh, kw) of output (oh, ow) then reads
+((ia*nb + ib)*Hq + i)*Wq + j, for the row phases a = kh*dh % sh and column phases b = kw*dw % sw
+that some tap reads (ia, ib: their ranks; nb column phases): never more phases than taps, so the
+buffer scales with the band's outputs times the taps, whatever the stride.  Tap (kh, kw) of
+output (oh, ow) then reads
 
     buffer[tap_offset(kh, kw) + oh*Wq + ow]
 
@@ -38,10 +41,10 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..config import DEPTHWISE_BUFFER_ELEMENTS, DEPTHWISE_TASK_OUTPUTS, FASTMATH, PARALLEL_MIN_WORK
+from ..config import DEPTHWISE_BUFFER_ELEMENTS, DEPTHWISE_TASK_OUTPUTS, FASTMATH
 from .epilogue import activate
 from .stack import stack_array
-from .twins import parallel_and_serial
+from .twins import Twins
 
 _U = np.uint64
 VECTOR = 16  # float32 lanes of an AVX-512 vector
@@ -54,16 +57,18 @@ def tiling(n_planes: int, out_height: int, out_width: int, kernel_height: int, k
     """``(planes_per_task, rows_per_band)`` for the kernel's parallel loop.
 
     Rows per band: the whole plane when its phase buffer fits DEPTHWISE_BUFFER_ELEMENTS and there
-    are enough planes for 4 tasks per thread; else bands small enough for both.  Planes per task:
+    are enough planes for 4 tasks per thread; else bands small enough for both, but never fewer rows
+    than the filter's halo (so that staging costs at most twice the band's own rows).  Planes per task:
     several small planes per task, so a task computes about DEPTHWISE_TASK_OUTPUTS outputs,
     while keeping 4 tasks per thread where there is that much work.
     """
     sh, sw = stride
     halo_rows = ((kernel_height - 1) * dilation[0]) // sh
     width = out_width + ((kernel_width - 1) * dilation[1]) // sw
+    phases = len(used_phases(kernel_height, sh, dilation[0])) * len(used_phases(kernel_width, sw, dilation[1]))
 
     def buffer_size(rows):
-        return sh * sw * (rows + halo_rows) * width
+        return phases * (rows + halo_rows) * width
 
     rows = out_height
     while rows > 1 and buffer_size(rows) > DEPTHWISE_BUFFER_ELEMENTS:
@@ -71,6 +76,9 @@ def tiling(n_planes: int, out_height: int, out_width: int, kernel_height: int, k
     wanted_tasks = 4 * threads
     while rows > 1 and n_planes * -(-out_height // rows) < wanted_tasks:
         rows = -(-rows // 2)
+    # a band re-stages its halo: with a large dilation (a halo of many rows) bands at least as tall as the
+    # halo keep the staging work within twice the outputs', at the price of a buffer beyond L2
+    rows = max(rows, min(out_height, halo_rows))
     bands = -(-out_height // rows)
     plane_outputs = rows * out_width
     planes = max(1, DEPTHWISE_TASK_OUTPUTS // max(plane_outputs, 1))
@@ -78,35 +86,50 @@ def tiling(n_planes: int, out_height: int, out_width: int, kernel_height: int, k
     return planes, rows
 
 
+def used_phases(kernel_size: int, stride: int, dilation: int) -> tuple:
+    """The phases (offsets modulo the stride) that the taps of one axis read, ascending: at most
+    ``kernel_size`` of them, however large the stride."""
+    return tuple(sorted({tap * dilation % stride for tap in range(kernel_size)}))
+
+
 def tap_offsets(kernel_height, kernel_width, stride, dilation, rows_per_band, out_width) -> tuple:
-    """``(Hq, Wq, offsets, chunk)``: the buffer geometry, the offset of each tap (row-major) in the phase
-    buffer, and a tuple whose length is the taps per pass (all taps, or a filter row above CHUNK_TAPS).
-    Tuple lengths are compile-time constants of the kernel: one specialization per filter size."""
+    """``(Hq, Wq, row_phases, column_phases, offsets, chunk)``: the buffer geometry, the phases it holds
+    (int64 arrays), the offset of each tap (row-major) in the phase buffer, and a tuple whose length is
+    the taps per pass (all taps, or a filter row above CHUNK_TAPS).  Tuple lengths are compile-time
+    constants of the kernel: one specialization per filter size."""
     sh, sw = stride
     dh, dw = dilation
     hq = rows_per_band + ((kernel_height - 1) * dh) // sh
     wq = out_width + ((kernel_width - 1) * dw) // sw
-    kh = np.arange(kernel_height)[:, None] * dh
-    kw = np.arange(kernel_width)[None, :] * dw
-    phase = (kh % sh) * sw + kw % sw
-    offsets = (phase * hq + kh // sh) * wq + kw // sw
+    row_phases = used_phases(kernel_height, sh, dh)
+    column_phases = used_phases(kernel_width, sw, dw)
+    offsets = []
+    for kh in range(kernel_height):
+        for kw in range(kernel_width):
+            phase = row_phases.index(kh * dh % sh) * len(column_phases) + column_phases.index(kw * dw % sw)
+            offsets.append((phase * hq + kh * dh // sh) * wq + kw * dw // sw)
     taps = kernel_height * kernel_width
     chunk = kernel_width if taps > CHUNK_TAPS and kernel_width <= CHUNK_TAPS else taps  # a filter row, or all
-    return hq, wq, tuple(int(offset) for offset in offsets.reshape(-1)), (0,) * chunk
+    return (hq, wq, np.array(row_phases, np.int64), np.array(column_phases, np.int64), tuple(offsets),
+            (0,) * chunk)
 
 
 @njit(inline="always", cache=True)
-def _fill(buf, x_flat, x_plane, in_height, in_width, row0, hq, wq, sh, sw, pad_top, pad_left):
-    # buf[((a*sw + b)*hq + i)*wq + j] = x[row0 + i*sh + a - pad_top, j*sw + b - pad_left] where that is
-    # inside x.  The positions outside (the zero padding) are the same for every plane of a task and
-    # are never written: the task zeroes its buffer once.
-    for a in range(sh):
+def _fill(buf, x_flat, x_plane, in_height, in_width, row0, hq, wq, sh, sw, row_phases, column_phases, pad_top,
+          pad_left):
+    # buf[((ia*nb + ib)*hq + i)*wq + j] = x[row0 + i*sh + a - pad_top, j*sw + b - pad_left] where that is
+    # inside x, for a = row_phases[ia], b = column_phases[ib].  The positions outside (the zero padding)
+    # are the same for every plane of a task and are never written: the task zeroes its buffer once.
+    n_columns = len(column_phases)
+    for ia in range(len(row_phases)):
+        a = row_phases[ia]
         for i in range(hq):
             ih = row0 + i * sh + a - pad_top
             if ih < 0 or ih >= in_height:
                 continue
-            for b in range(sw):
-                dst = ((a * sw + b) * hq + i) * wq
+            for ib in range(n_columns):
+                b = column_phases[ib]
+                dst = ((ia * n_columns + ib) * hq + i) * wq
                 # valid j: 0 <= j*sw + b - pad_left < in_width
                 first = b - pad_left
                 lo = 0 if first >= 0 else (-first + sw - 1) // sw
@@ -154,13 +177,13 @@ def _store(vout, rows, wq, out_flat, o_band, out_width, b, act):
 @njit(fastmath=FASTMATH, cache=True)
 def _task(x_flat, w_flat, bias, out_flat, first_plane, last_plane, oh0, rows, in_channels, in_height, in_width,
           out_channels, out_height, out_width, taps, multiplier, stride_h, stride_w, pad_top, pad_left, act,
-          hq, wq, offsets, chunk):
+          hq, wq, row_phases, column_phases, offsets, chunk):
     # One parallel task: output planes [first_plane, last_plane), output rows [oh0, oh0 + rows).
     # (A function of its own, not inlined into the prange body: simpler code for the parfor to lower.)
     # Virtual pixels of the band, rounded up to whole SIMD vectors: no scalar remainder loop (the
     # buffers have VECTOR elements of zero slack for the reads and writes past the end).
     length = ((rows - 1) * wq + out_width + VECTOR - 1) // VECTOR * VECTOR
-    buf = np.zeros(stride_h * stride_w * hq * wq + VECTOR, dtype=x_flat.dtype)
+    buf = np.zeros(len(row_phases) * len(column_phases) * hq * wq + VECTOR, dtype=x_flat.dtype)
     vout = np.empty(hq * wq + VECTOR, dtype=out_flat.dtype)
     weights = stack_array(MAX_TAPS, out_flat)
     tap_offset = stack_array(MAX_TAPS, np.int64)  # an array, not the tuple: a tuple indexed by a
@@ -173,7 +196,7 @@ def _task(x_flat, w_flat, bias, out_flat, first_plane, last_plane, oh0, rows, in
         source = n * in_channels + co // multiplier
         if source != filled:
             _fill(buf, x_flat, source * in_height * in_width, in_height, in_width, oh0 * stride_h,
-                  hq, wq, stride_h, stride_w, pad_top, pad_left)
+                  hq, wq, stride_h, stride_w, row_phases, column_phases, pad_top, pad_left)
             filled = source
         for t in range(taps):
             weights[t] = w_flat[_U(co * taps + t)]
@@ -182,9 +205,11 @@ def _task(x_flat, w_flat, bias, out_flat, first_plane, last_plane, oh0, rows, in
 
 
 def _depthwise_conv_nchw(x, weight, bias, out, multiplier, stride_h, stride_w, dilation_h, dilation_w,
-                         pad_top, pad_left, act, planes_per_task, rows_per_band, hq, wq, offsets, chunk):
+                         pad_top, pad_left, act, planes_per_task, rows_per_band, hq, wq, row_phases, column_phases,
+                         offsets, chunk):
     """x (N, C, H, W), weight (C*m, kH, kW), out (N, C*m, H_out, W_out), all C-contiguous;
-    tiling from `tiling`, (hq, wq, offsets, chunk) from `tap_offsets` for that band height."""
+    tiling from `tiling`, (hq, wq, row_phases, column_phases, offsets, chunk) from `tap_offsets` for that
+    band height."""
     n_images, in_channels, in_height, in_width = x.shape
     out_channels, out_height, out_width = out.shape[1], out.shape[2], out.shape[3]
     x_flat = x.reshape(-1)
@@ -200,15 +225,17 @@ def _depthwise_conv_nchw(x, weight, bias, out, multiplier, stride_h, stride_w, d
         oh0 = band * rows_per_band
         _task(x_flat, w_flat, bias, out_flat, first_plane, min(first_plane + planes_per_task, n_planes), oh0,
               min(rows_per_band, out_height - oh0), in_channels, in_height, in_width, out_channels, out_height,
-              out_width, taps, multiplier, stride_h, stride_w, pad_top, pad_left, act, hq, wq, offsets, chunk)
+              out_width, taps, multiplier, stride_h, stride_w, pad_top, pad_left, act, hq, wq, row_phases,
+              column_phases, offsets, chunk)
 
 
-depthwise_conv_nchw, depthwise_conv_nchw_serial = parallel_and_serial(_depthwise_conv_nchw, fastmath=FASTMATH)
+depthwise_conv_nchw = Twins(_depthwise_conv_nchw, fastmath=FASTMATH)
 
 
 @lru_cache(maxsize=256)
 def geometry(n_planes, out_height, out_width, kernel_height, kernel_width, stride, dilation, threads):
-    """``(planes_per_task, rows_per_band, Hq, Wq, offsets, chunk)``: the kernel's tiling arguments."""
+    """``(planes_per_task, rows_per_band, Hq, Wq, row_phases, column_phases, offsets, chunk)``: the kernel's
+    tiling arguments."""
     planes, rows = tiling(n_planes, out_height, out_width, kernel_height, kernel_width, stride, dilation, threads)
     return (planes, rows) + tap_offsets(kernel_height, kernel_width, stride, dilation, rows, out_width)
 
@@ -307,7 +334,7 @@ def _depthwise_conv_nhwc(x, w_tiled, bias, out, multiplier, stride_h, stride_w, 
                    multiplier, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, act, block, acc)
 
 
-depthwise_conv_nhwc, depthwise_conv_nhwc_serial = parallel_and_serial(_depthwise_conv_nhwc, fastmath=FASTMATH)
+depthwise_conv_nhwc = Twins(_depthwise_conv_nhwc, fastmath=FASTMATH)
 
 
 def nhwc_block(out_width: int, out_channels: int) -> int:
@@ -329,6 +356,16 @@ def nhwc_rows_per_task(n_images: int, out_height: int, out_width: int, out_chann
     return min(rows, out_height)
 
 
+def workspace(spec) -> int:
+    """Bytes of temporaries for a C-contiguous x: none for zero padding (applied while staging; the per-task
+    staging buffers are a few tens of KiB per thread), the padded input for the other padding modes."""
+    if spec.padding_mode == "zeros" or not spec.has_padding:
+        return 0
+    top, bottom, left, right = spec.padding
+    padded = spec.batch * spec.in_channels * (spec.in_height + top + bottom) * (spec.in_width + left + right)
+    return padded * spec.dtype.itemsize
+
+
 def run_nchw(x, filters, bias, out, multiplier, stride, dilation, pad_top, pad_left, act):
     """The NCHW kernel on C-contiguous x (N, C, H, W), filters (C*m, kH, kW), out (N, C*m, H_out, W_out):
     tiling from the shape, the serial twin for small problems."""
@@ -337,10 +374,8 @@ def run_nchw(x, filters, bias, out, multiplier, stride, dilation, pad_top, pad_l
     threads = numba.get_num_threads()
     tiles = geometry(n_images * out_channels, out_height, out_width, kernel_height, kernel_width, tuple(stride),
                      tuple(dilation), threads)
-    kernel = depthwise_conv_nchw
-    if threads == 1 or out.size * kernel_height * kernel_width < PARALLEL_MIN_WORK:
-        kernel = depthwise_conv_nchw_serial
-    kernel(x, filters, bias, out, multiplier, *stride, *dilation, pad_top, pad_left, act, *tiles)
+    depthwise_conv_nchw(out.size * kernel_height * kernel_width, x, filters, bias, out, multiplier, *stride,
+                        *dilation, pad_top, pad_left, act, *tiles)
 
 
 def run_nhwc(x, weight, bias, out, multiplier, stride, dilation, pad_top, pad_left, act):
@@ -349,8 +384,5 @@ def run_nhwc(x, weight, bias, out, multiplier, stride, dilation, pad_top, pad_le
     block = nhwc_block(out_width, out_channels)
     threads = numba.get_num_threads()
     rows = nhwc_rows_per_task(n_images, out_height, out_width, out_channels, threads)
-    kernel = depthwise_conv_nhwc
-    if threads == 1 or out.size * weight.shape[2] * weight.shape[3] < PARALLEL_MIN_WORK:
-        kernel = depthwise_conv_nhwc_serial
-    kernel(x, tile_nhwc_weights(weight, block), bias, out, multiplier, *stride, *dilation, pad_top, pad_left, act,
-           block, rows)
+    depthwise_conv_nhwc(out.size * weight.shape[2] * weight.shape[3], x, tile_nhwc_weights(weight, block), bias, out,
+                        multiplier, *stride, *dilation, pad_top, pad_left, act, block, rows)

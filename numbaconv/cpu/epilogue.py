@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..config import FASTMATH, PARALLEL_MIN_ELEMENTS
-from .twins import parallel_and_serial
+from .twins import Twins
 
 
 @njit(inline="always", fastmath=FASTMATH, cache=True)
@@ -48,7 +48,7 @@ def _bias_activation(out, bias, code):
 
 
 # Small outputs take the serial twin: waking the thread pool costs more than the whole pass.
-_bias_activation_parallel, _bias_activation_serial = parallel_and_serial(_bias_activation, fastmath=FASTMATH)
+_bias_activation_twins = Twins(_bias_activation, fastmath=FASTMATH)
 
 
 def _bias_activation_last(out, bias, code):
@@ -59,20 +59,14 @@ def _bias_activation_last(out, bias, code):
             out[p, c] = activate(out[p, c] + bias[c], code)
 
 
-_bias_activation_last_parallel, _bias_activation_last_serial = parallel_and_serial(_bias_activation_last,
-                                                                                   fastmath=FASTMATH)
+_bias_activation_last_twins = Twins(_bias_activation_last, fastmath=FASTMATH)
 
 
 def bias_activation_last_inplace(out, bias, code):
     """The epilogue over a channels-last (P, C) result."""
-    if out.size >= PARALLEL_MIN_ELEMENTS:
-        _bias_activation_last_parallel(out, bias, code)
-    else:
-        _bias_activation_last_serial(out, bias, code)
+    _bias_activation_last_twins(out.size, out, bias, code, minimum=PARALLEL_MIN_ELEMENTS)
 
 
 def bias_activation_inplace(out, bias, code):
-    if out.size >= PARALLEL_MIN_ELEMENTS:
-        _bias_activation_parallel(out, bias, code)
-    else:
-        _bias_activation_serial(out, bias, code)
+    """The epilogue over a (N, C, P) result."""
+    _bias_activation_twins(out.size, out, bias, code, minimum=PARALLEL_MIN_ELEMENTS)

@@ -44,7 +44,7 @@ from numba import njit, prange
 from ..arrays import pad_input
 from ..config import FASTMATH, PARALLEL_MIN_ELEMENTS, TASK_PIXELS, TILE_PIXELS
 from .epilogue import activate, bias_activation_inplace
-from .twins import parallel_and_serial
+from .twins import Twins
 
 # Output channels per register tile; the unrolled body of _accumulate_run names all four.
 TILE_CO = 4
@@ -127,8 +127,7 @@ def _accumulate_run(acc, x, packed, x_first, packed_first, channel_size, row_siz
                 k += TILE_CO
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def grouped_conv_nchw(x, packed, bias, out, groups, kernel_height, kernel_width,
+def _grouped_conv_nchw(x, packed, bias, out, groups, kernel_height, kernel_width,
                       stride_h, stride_w, dilation_h, dilation_w, segments, segment_length, act):
     """out = activate(conv(x, W) + bias).
 
@@ -184,6 +183,8 @@ def grouped_conv_nchw(x, packed, bias, out, groups, kernel_height, kernel_width,
             q += TILE_PIXELS
 
 
+grouped_conv_nchw = Twins(_grouped_conv_nchw, fastmath=FASTMATH)
+
 
 def _im2col(padded, columns, kernel_height, kernel_width, stride_h, stride_w, dilation_h, dilation_w, out_width):
     """columns[n, ci*kH*kW + kh*kW + kw, oh*W_out + ow] = padded[n, ci, oh*sh + kh*dh, ow*sw + kw*dw].
@@ -213,7 +214,30 @@ def _im2col(padded, columns, kernel_height, kernel_width, stride_h, stride_w, di
                         columns_flat[_U(dst + ow)] = padded_flat[_U(src + ow * stride_w)]
 
 
-im2col_parallel, im2col_serial = parallel_and_serial(_im2col)
+im2col = Twins(_im2col)
+
+
+def _padded_elements(spec) -> int:
+    top, bottom, left, right = spec.padding
+    return spec.batch * spec.in_channels * (spec.in_height + top + bottom) * (spec.in_width + left + right)
+
+
+def workspace(spec) -> int:
+    """Bytes of temporaries of the implicit-GEMM kernel for a C-contiguous x: the padded input (if padded),
+    its phase-split copy and the packed weights."""
+    padded = _padded_elements(spec)
+    phased = padded + spec.batch * spec.in_channels * (TILE_PIXELS + spec.stride[1])  # + slack rows
+    packed = spec.groups * (-(-spec.out_channels_per_group // TILE_CO) * TILE_CO) * spec.reduction_length
+    return ((padded if spec.has_padding else 0) + phased + packed) * spec.dtype.itemsize
+
+
+def workspace_blas(spec) -> int:
+    """Bytes of temporaries of the BLAS path for a C-contiguous x: the padded input (if padded) and the
+    im2col matrix (none for an unpadded stride-1 1x1 kernel)."""
+    if spec.kernel_height == spec.kernel_width == 1 and spec.stride == (1, 1) and not spec.has_padding:
+        return 0
+    columns = spec.batch * spec.in_channels * spec.kernel_height * spec.kernel_width * spec.out_height * spec.out_width
+    return ((_padded_elements(spec) if spec.has_padding else 0) + columns) * spec.dtype.itemsize
 
 
 def gemm_columns(spec, x):
@@ -225,8 +249,8 @@ def gemm_columns(spec, x):
         return np.ascontiguousarray(x).reshape(spec.batch, spec.groups, reduction, pixels)
     padded = pad_input(x, spec)
     columns = np.empty((spec.batch, spec.in_channels * spec.kernel_height * spec.kernel_width, pixels), x.dtype)
-    kernel = im2col_parallel if columns.size >= PARALLEL_MIN_ELEMENTS else im2col_serial
-    kernel(padded, columns, spec.kernel_height, spec.kernel_width, *spec.stride, *spec.dilation, spec.out_width)
+    im2col(columns.size, padded, columns, spec.kernel_height, spec.kernel_width, *spec.stride, *spec.dilation,
+           spec.out_width, minimum=PARALLEL_MIN_ELEMENTS)
     return columns.reshape(spec.batch, spec.groups, reduction, pixels)
 
 

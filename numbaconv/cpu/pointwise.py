@@ -29,10 +29,32 @@ def gemm_operand(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     return np.ascontiguousarray(padded).reshape(spec.batch, spec.in_channels, spec.out_height * spec.out_width)
 
 
+def _padded_elements(spec: ConvSpec) -> int:
+    top, bottom, left, right = spec.padding
+    return spec.batch * spec.in_channels * (spec.in_height + top + bottom) * (spec.in_width + left + right)
+
+
+def workspace_blas(spec: ConvSpec) -> int:
+    """Bytes of temporaries of `run_blas` / `run_blas_nhwc` for a C-contiguous x: the padded input (if
+    padded) and its stride-subsampled copy (if strided)."""
+    elements = _padded_elements(spec) if spec.has_padding else 0
+    if spec.stride != (1, 1):
+        elements += spec.batch * spec.in_channels * spec.out_height * spec.out_width
+    return elements * spec.dtype.itemsize
+
+
+def workspace_explicit(spec: ConvSpec) -> int:
+    """Bytes of temporaries of `run_explicit`: the GEMM operand and its phase-split copy, the packed weights."""
+    operand = spec.batch * spec.in_channels * (spec.out_height * spec.out_width + 16)
+    packed = -(-spec.out_channels // 4) * 4 * spec.in_channels
+    return workspace_blas(spec) + (operand + packed) * spec.dtype.itemsize
+
+
 def run_explicit(spec: ConvSpec, x, weight, bias, out):
     operand = gemm_operand(x, spec)
     pixels = operand.shape[2]
     grouped_conv_nchw(
+        out.size * spec.in_channels,
         split_phases(operand.reshape(spec.batch, spec.in_channels, 1, pixels), 1),
         pack_weights(weight, 1),
         bias,

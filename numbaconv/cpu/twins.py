@@ -1,7 +1,10 @@
 """One kernel source, two compilations: parallel (``prange`` over threads) and serial.
 
 Waking Numba's thread pool costs tens of microseconds on a small VM, more than a small layer's
-whole work, so the dispatch runs small problems on the serial twin.
+whole work, so the dispatch runs small problems on the serial twin.  The serial twin is also
+what runs where threads cannot (`numbaconv.runtime.parallel_allowed`: a child forked from a
+process that ran GNU OpenMP), and parallel launches take the runtime's lock where the threading
+layer needs one (workqueue): no call crashes or hangs, whatever the threading layer.
 
 Numba's on-disk cache names an entry after the Python function (module, qualified name, first
 line) and keys it by signature and bytecode, **not** by the compile options: two ``njit``s of one
@@ -12,16 +15,33 @@ copy of the function under its own name, ``<name>_serial``.
 
 from types import FunctionType
 
+import numba
 from numba import njit
 
+from .. import runtime
+from ..config import PARALLEL_MIN_WORK
 
-def parallel_and_serial(py_func, **options):
-    """``(parallel, serial)`` dispatchers of ``py_func``, each with its own cache entry."""
-    parallel = njit(parallel=True, cache=True, **options)(py_func)
-    copy = FunctionType(py_func.__code__, py_func.__globals__, py_func.__name__ + "_serial",
-                        py_func.__defaults__, py_func.__closure__)
-    copy.__qualname__ = py_func.__qualname__ + "_serial"
-    copy.__module__ = py_func.__module__
-    copy.__doc__ = py_func.__doc__
-    serial = njit(cache=True, **options)(copy)
-    return parallel, serial
+
+class Twins:
+    """The parallel and serial compilations of one kernel; calling it picks one for the work."""
+
+    def __init__(self, py_func, **options):
+        self.parallel = njit(parallel=True, cache=True, **options)(py_func)
+        copy = FunctionType(py_func.__code__, py_func.__globals__, py_func.__name__ + "_serial",
+                            py_func.__defaults__, py_func.__closure__)
+        copy.__qualname__ = py_func.__qualname__ + "_serial"
+        copy.__module__ = py_func.__module__
+        copy.__doc__ = py_func.__doc__
+        self.serial = njit(cache=True, **options)(copy)
+        self.__doc__ = py_func.__doc__
+
+    def __call__(self, work, *args, minimum=PARALLEL_MIN_WORK):
+        """Run on ``args``: serially when ``work`` (operations or elements) is below ``minimum``, on one
+        thread, or where threads cannot run; else in parallel."""
+        if work < minimum or numba.get_num_threads() == 1 or not runtime.parallel_allowed():
+            return self.serial(*args)
+        lock = runtime.launch_lock()
+        if lock is None:
+            return self.parallel(*args)
+        with lock:
+            return self.parallel(*args)

@@ -1,5 +1,5 @@
 """Device-side pieces shared by the CUDA kernels: the fused bias + activation of the store,
-and the padded copy used for the non-zero padding modes."""
+the padded copy used for the non-zero padding modes, and the gather of degenerate geometry."""
 
 from __future__ import annotations
 
@@ -59,3 +59,24 @@ def pad_copy(x, out, pad_top, pad_left, mode):
     n = rest // channels
     rows, columns = x.shape[2], x.shape[3]
     out[n, c, i, j] = x[n, c, source_index(i - pad_top, rows, mode), source_index(j - pad_left, columns, mode)]
+
+
+@cuda.jit(cache=True)
+def gather_copy(x, out, rows, columns):
+    """out[n, c, i, j] = x[n, c, rows[i], columns[j]], or 0 where either index is -1 (a zero of the
+    padding): the input of a degenerate convolution as its kernel view reads it (spec.ConvSpec.kernel_view)."""
+    index = cuda.grid(1)
+    n_images, channels, height, width = out.shape
+    if index >= n_images * channels * height * width:
+        return
+    j = index % width
+    rest = index // width
+    i = rest % height
+    rest //= height
+    c = rest % channels
+    n = rest // channels
+    row, column = rows[i], columns[j]
+    if row < 0 or column < 0:
+        out[n, c, i, j] = 0
+    else:
+        out[n, c, i, j] = x[n, c, row, column]

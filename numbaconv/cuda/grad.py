@@ -306,16 +306,12 @@ def _zeros(shape, dtype, stream):
     return cuda.to_device(np.zeros(shape, dtype), stream=stream)
 
 
-def _sources(size: int, before: int, after: int, mode: str):
-    """CSR table (starts, padded positions) of the padded positions that are copies of each of
-    ``size`` input positions, for a 1-D padding of ``before``/``after`` in ``mode``."""
-    if mode == "zeros" or before + after == 0:
-        source = np.concatenate([np.full(before, -1), np.arange(size), np.full(after, -1)])
-    else:
-        source = np.pad(np.arange(size), (before, after), mode=arrays.NUMPY_PAD_MODES[mode])
-    positions = np.argsort(source, kind="stable")
-    positions = positions[source[positions] >= 0]
-    starts = np.searchsorted(source[positions], np.arange(size + 1))
+def _sources(reads: np.ndarray, size: int):
+    """CSR table (starts, positions) of the positions of a padded axis that hold each of ``size`` input
+    positions, from ``reads`` (the input position each padded position holds, -1 for a zero)."""
+    positions = np.argsort(reads, kind="stable")
+    positions = positions[reads[positions] >= 0]
+    starts = np.searchsorted(reads[positions], np.arange(size + 1))
     return starts.astype(np.int64), positions.astype(np.int64)
 
 
@@ -330,12 +326,12 @@ def grad_input(input_shape, weight, grad_output, stride, padding, dilation, grou
     launch_stream = run._stream_of(grad_output, stream)
     result = cuda.device_array(tuple(input_shape), dtype, stream=launch_stream)
     out = run.nchw_view(result, spec)
-    top, bottom, left, right = spec.padding
     if 0 in (spec.batch, spec.in_channels, spec.in_height, spec.in_width):
         return run._wrap_like(result, grad_output)
     if 0 in (spec.out_channels, spec.out_height, spec.out_width):
         return run._wrap_like(_zeros(tuple(input_shape), dtype, launch_stream), grad_output)
     gy = run.nchw_view(dgy, spec)
+    caller_spec, spec = spec, spec.kernel_view[0]  # degenerate geometry: the gathered view, folded back below
     sh, sw = spec.stride
     if (sh, sw) != (1, 1):
         upsampled = cuda.device_array((spec.batch, spec.out_channels, (spec.out_height - 1) * sh + 1,
@@ -354,8 +350,8 @@ def grad_input(input_shape, weight, grad_output, stride, padding, dilation, grou
                       padding_mode="zeros", activation=None, layout="NCHW", out=None, algorithm="auto", device=None,
                       stream=launch_stream)
     tables = [cuda.to_device(t, stream=launch_stream)
-              for t in (*_sources(spec.in_height, top, bottom, spec.padding_mode),
-                        *_sources(spec.in_width, left, right, spec.padding_mode))]
+              for t in (*_sources(arrays.kernel_reads(caller_spec, 0), caller_spec.in_height),
+                        *_sources(arrays.kernel_reads(caller_spec, 1), caller_spec.in_width))]
     grid, block = launch.elements(out.size)
     fold[grid, block, launch_stream](full, out, *tables)
     return run._wrap_like(result, grad_output)
@@ -373,7 +369,9 @@ def grad_weight(x, weight_shape, grad_output, stride, padding, dilation, groups,
     shape = spec.weight_shape
     if 0 in (spec.batch, spec.out_height, spec.out_width) or 0 in shape:
         return run._wrap_like(_zeros(shape, dtype, launch_stream), x)
-    xv, pad_top, pad_left = run._padded(spec, run.nchw_view(dx, spec), launch_stream)
+    xv = run.kernel_input(run.nchw_view(dx, spec), spec, launch_stream)
+    spec = spec.kernel_view[0]  # degenerate geometry: the gathered view
+    xv, pad_top, pad_left = run._padded(spec, xv, launch_stream)
     gy = run.nchw_view(dgy, spec)
     length = spec.batch * spec.out_height * spec.out_width
     taps = spec.kernel_height * spec.kernel_width

@@ -156,6 +156,9 @@ def conv2d(x, weight, bias, stride, padding, dilation, groups, *, padding_mode, 
     spec = ConvSpec.from_shapes(dx.shape, dw.shape, None if db is None else db.shape, stride, padding, dilation,
                                 groups, dtype=dtype, padding_mode=padding_mode, activation=activation, layout=layout)
     chosen, _ = dispatch.select(spec, algorithm, device="cuda")
+    kernel_spec = spec.kernel_view[0]
+    if chosen.unsupported(kernel_spec):  # the gathered view of a degenerate problem: the GEMM serves any
+        chosen = dispatch.get("cuda_grouped")
     launch_stream = _stream_of(x, stream)
     if out is not None:
         result = as_numba(out)
@@ -169,7 +172,8 @@ def conv2d(x, weight, bias, stride, padding, dilation, groups, *, padding_mode, 
         result = cuda.device_array(spec.out_shape, dtype, stream=launch_stream)
     if math.prod(spec.out_shape):
         bias_values = db if db is not None else cuda.to_device(np.zeros(spec.out_channels, dtype), stream=launch_stream)
-        chosen.run(spec, nchw_view(dx, spec), dw, bias_values, nchw_view(result, spec), launch_stream)
+        chosen.run(kernel_spec, kernel_input(nchw_view(dx, spec), spec, launch_stream), dw, bias_values,
+                   nchw_view(result, spec), launch_stream)
     return out if out is not None else _wrap_like(result, x)
 
 
@@ -179,6 +183,25 @@ def available_or_raise() -> None:
     if not available():
         raise RuntimeError("no CUDA device is available (numba.cuda.is_available() is False): install numba-cuda "
                            "and a driver, or set NUMBA_ENABLE_CUDASIM=1 to run the kernels in the simulator")
+
+
+def kernel_input(x, spec: ConvSpec, stream):
+    """x (batched NCHW device view) as the kernels of ``spec.kernel_view`` read it: x itself, or for degenerate
+    geometry a fresh device array of the gathered positions (`numbaconv.arrays.kernel_input` on the host)."""
+    kernel_spec, gathered = spec.kernel_view
+    if not any(gathered):
+        return x
+    from ..arrays import kernel_reads
+    from .epilogue import gather_copy
+
+    maps = [kernel_reads(spec, axis) if gathered[axis] else np.arange(size, dtype=np.int64)
+            for axis, size in enumerate((spec.in_height, spec.in_width))]
+    out = cuda.device_array((spec.batch, spec.in_channels, len(maps[0]), len(maps[1])), x.dtype, stream=stream)
+    if out.size:
+        threads = 128
+        gather_copy[max(1, math.ceil(out.size / threads)), threads, stream](
+            x, out, cuda.to_device(maps[0], stream=stream), cuda.to_device(maps[1], stream=stream))
+    return out
 
 
 # ---- the launches (called through dispatch's registry) ----------------------------------------------

@@ -132,3 +132,12 @@ def test_bad_input_is_refused_before_any_kernel(rng):
         numbaconv.conv2d_grad_input(x.shape, cuda.to_device(w), cuda.to_device(gy.astype(np.float64)), groups=2)
     with pytest.raises(ValueError, match="groups"):
         numbaconv.conv2d_grad_weight(cuda.to_device(x), w.shape, cuda.to_device(gy), groups=3)
+
+
+@pytest.mark.parametrize("kwargs", [dict(groups=2, stride=2**40), dict(groups=2, dilation=(40, 1), padding=(20, 1)),
+                                    dict(groups=1, stride=(1, 30), padding=(1, 40), padding_mode="replicate")])
+def test_degenerate_geometry_gradients(rng, kwargs):
+    x = rng.standard_normal((2, 2, 3, 4)).astype(np.float32)
+    weight = rng.standard_normal((2, 2 // kwargs["groups"], 2, 3)).astype(np.float32)
+    out_shape = numbaconv.plan(x.shape, weight.shape, **kwargs).out_shape
+    check_grads(x, weight, rng.standard_normal(out_shape).astype(np.float32), to_device=cuda.to_device, **kwargs)

@@ -173,3 +173,15 @@ def test_conv1d_on_device_arrays(rng, layout):
     got = numbaconv.conv1d(cuda.to_device(x), cuda.to_device(w), **kwargs)
     assert got.shape == numbaconv.reference.conv1d(x, w, **kwargs).shape
     np.testing.assert_allclose(got.copy_to_host(), numbaconv.reference.conv1d(x, w, **kwargs), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(groups=2, stride=2**40),  # a stride far beyond the input: lowered to the window's last start
+    dict(groups=2, dilation=(40, 1), padding=(20, 1)),  # rows gathered: 43 padded rows for 3 outputs x 2 taps
+    dict(groups=1, stride=(1, 30), padding=(1, 40), padding_mode="replicate"),  # columns gathered
+])
+def test_degenerate_geometry_is_gathered_on_the_device(rng, kwargs):
+    """Huge strides, dilations and paddings run in work and memory of the output (ConvSpec.kernel_view)."""
+    x, w, b = problem(rng, (2, 2, 3, 4), (2, 2 // kwargs["groups"], 2, 3), np.float32)
+    got = numbaconv.conv2d(cuda.to_device(x), cuda.to_device(w), cuda.to_device(b), **kwargs)
+    assert_matches_reference(got.copy_to_host(), x, w, b, **kwargs)

@@ -1,0 +1,118 @@
+"""The threads the kernels run on: Numba's threading layer, fork safety and thread safety.
+
+Set up once, when numbaconv is imported, before any kernel runs:
+
+* **The threading layer is TBB when it is installed** (the ``tbb`` package is a dependency on the
+  platforms that have wheels).  TBB is the one layer of Numba's three that is both thread-safe
+  (kernels called from many Python threads at once) and fork-safe (``multiprocessing`` with the
+  ``fork`` start method, the Linux default that data loaders use).  GNU OpenMP, the layer Numba
+  picks otherwise, aborts a forked child that starts a parallel region ("fork() called from a
+  process already using GNU OpenMP"), and the workqueue layer aborts on concurrent calls.  pip
+  puts TBB's library under ``<prefix>/lib``, where the dynamic loader does not look, so it is
+  loaded here by its full path; Numba's default layer order (tbb, omp, workqueue) then finds it.
+  A layer chosen by the user (``NUMBA_THREADING_LAYER``, or ``numba.config.THREADING_LAYER`` set
+  before the first parallel call) always wins.
+* **Whatever layer runs, no call crashes or hangs** (`parallel_allowed`, `launch_lock`): in a
+  child forked from a process whose OpenMP pool was started, the kernels run their serial twins
+  (one warning says so); with the workqueue layer, parallel kernels are launched one at a time.
+
+Measured on the 2-core VM (docs/performance.md): TBB ran the default suite's kernels as fast as
+OpenMP or faster (depthwise layers 10-40 % faster: its work stealing balances the tasks).
+
+Environment defaults for the BLAS and OpenMP pools (a value the user set wins) are set here too.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import warnings
+
+# Numba's OpenMP workers spin for ~300k iterations (about 8 ms here) after each parallel
+# region, holding the cores that the next NumPy/BLAS call needs: a BLAS product followed
+# by one of our kernels then costs ~8 ms extra.  A short spin keeps back-to-back kernels
+# fast and frees the cores at once.  Only a default: a value the user set wins.
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+# The same from the other side: after each call, numpy's OpenBLAS workers spin for 2**28 cycles
+# (~80 ms) by default, and a Numba kernel launched meanwhile waits a whole scheduler slice (~8 ms)
+# for a core.  2**4 cycles makes them sleep at once.  It takes effect only if numpy is not yet
+# imported (OpenBLAS reads it when it loads): import numbaconv first, or export it yourself.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+
+def _load_tbb() -> str | None:
+    """Load the ``tbb`` package's shared library by its full path; the path, or None."""
+    try:
+        from importlib import metadata
+
+        files = metadata.distribution("tbb").files or []
+    except Exception:  # not installed (or unreadable metadata): Numba picks another layer
+        return None
+    for file in files:
+        name = file.name
+        if name.startswith("libtbb.so.12") or name in ("libtbb.12.dylib", "tbb12.dll"):
+            path = str(file.locate())
+            try:
+                ctypes.CDLL(path, mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+            except OSError:
+                return None
+            return path
+    return None
+
+
+TBB_LIBRARY = None
+if not os.environ.get("NUMBA_THREADING_LAYER"):
+    TBB_LIBRARY = _load_tbb()
+
+
+# ---- fork and thread safety ---------------------------------------------------------------------
+_FORKED_FROM_OPENMP = False  # this process is a fork of one whose OpenMP pool was running
+_WARNED = False
+_LAUNCH_LOCK = threading.Lock()
+
+
+_LAYER = None
+
+
+def threading_layer() -> str | None:
+    """The layer Numba's parallel kernels run on in this process, or None before the first one."""
+    global _LAYER
+    if _LAYER is None:
+        import numba
+
+        try:
+            _LAYER = numba.threading_layer()
+        except ValueError:  # no parallel region has run yet
+            return None
+    return _LAYER
+
+
+def _after_fork_in_child() -> None:
+    global _FORKED_FROM_OPENMP
+    if threading_layer() == "omp":
+        _FORKED_FROM_OPENMP = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def parallel_allowed() -> bool:
+    """False in a child forked from a process that ran GNU OpenMP (it would abort): run serially."""
+    global _WARNED
+    if not _FORKED_FROM_OPENMP:
+        return True
+    if not _WARNED:
+        _WARNED = True
+        warnings.warn("numbaconv: this process was forked from one that used Numba's OpenMP threading layer, "
+                      "which cannot start threads after a fork; its kernels run single-threaded here. Install "
+                      "the 'tbb' package (pip install tbb) or use the 'spawn' start method.", RuntimeWarning,
+                      stacklevel=3)
+    return False
+
+
+def launch_lock() -> threading.Lock | None:
+    """A lock that parallel launches must hold: the workqueue layer aborts on concurrent calls (and
+    before the first launch the layer is not known yet, so that one is serialized too)."""
+    return _LAUNCH_LOCK if threading_layer() in (None, "workqueue") else None
