@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import pathlib
 import sys
 
 from . import algorithms, bench, limits, plot, workloads
@@ -51,10 +53,33 @@ def _run_layers(layers, run_one):
     return rows
 
 
+def _check_writable(path: str | None, option: str) -> None:
+    """Fail before a long run, not after it: ``path`` can be created (or overwritten)."""
+    if not path:
+        return
+    target = pathlib.Path(path)
+    existed = target.exists()
+    if target.is_dir():
+        raise ValueError(f"{option} {path}: is a directory")
+    try:
+        with open(target, "a"):
+            pass
+    except OSError as error:
+        raise ValueError(f"{option} {path}: cannot be written ({error.strerror or error})") from None
+    if not existed:
+        target.unlink()
+
+
 def run_bench(args) -> int:
     layers = workloads.suite(args.suite)
+    if not layers:
+        raise ValueError(f"--suite {args.suite!r} names no layers")
+    if args.limit < 0:
+        raise ValueError(f"--limit must be >= 1 (or 0 for every layer), got {args.limit}")
     if args.limit:
         layers = layers[: args.limit]
+    _check_writable(args.json, "--json")
+    _check_writable(args.plot, "--plot")
     if args.batch < 1:
         raise ValueError(f"--batch must be >= 1, got {args.batch}")
     if args.repeat < 0:
@@ -98,9 +123,25 @@ def run_bench(args) -> int:
     return 0
 
 
+def _load_report(path: str) -> dict:
+    """A report written by ``numbaconv bench --json``; ValueError (one line) for anything else."""
+    try:
+        with open(path) as handle:
+            report = json.load(handle)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not JSON ({error})") from None
+    rows = report.get("rows") if isinstance(report, dict) else None
+    needed = {"layer", "network", "kind", "shape", "kernel", "time_s", "gflops", "gbps", "roofline_fraction"}
+    if not isinstance(rows, list) or not all(isinstance(row, dict) and needed <= set(row) for row in rows) \
+            or not isinstance(report.get("settings"), dict) or not isinstance(report.get("limits"), dict):
+        raise ValueError(f"{path} is not a report of numbaconv bench --json (it needs 'settings', 'limits' and "
+                         "'rows' with each layer's times)")
+    return report
+
+
 def run_report(args) -> int:
-    with open(args.file) as handle:
-        report = json.load(handle)
+    report = _load_report(args.file)
+    _check_writable(args.plot, "--plot")
     if args.layers:
         wanted = args.layers.split(",")
         by_key = {row["layer"]: row for row in report["rows"]}
@@ -178,8 +219,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
+    except BrokenPipeError:  # `numbaconv bench | head`: the reader has gone; stop quietly, status 1 (as rich does)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python would report the pipe again when it flushes at exit
+        return 1
     except (ValueError, OSError, ImportError) as exc:  # bad arguments, unreadable files, a missing extra
-        parser.error(str(exc))
+        print(f"numbaconv {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

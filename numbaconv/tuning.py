@@ -7,22 +7,38 @@ calls) and records the winner in a small JSON file; ``conv2d(..., algorithm='tun
 seen.  The file lives in ``$NUMBACONV_CACHE_DIR`` (default ``~/.cache/numbaconv``) and is keyed by
 the problem (shapes, options, dtype), the thread count and the CPU, so a result measured on one
 machine or thread count is never applied to another.
+
+Concurrency and failures: tuning from many threads or processes at once keeps every entry (each
+write takes a file lock, merges with what is on disk, writes a private temporary file and renames
+it over the cache atomically); entries that are malformed or name a kernel that cannot serve the
+problem are ignored and re-tuned; a cache that cannot be read or written (an unwritable directory,
+``tuned.json`` being a directory) degrades to an in-memory cache with one warning.  A convolution
+never fails because of its cache.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import platform
+import tempfile
+import threading
 import time
+import warnings
 from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
 
-from . import dispatch
+from . import arrays, dispatch, spec as spec_module
 from .spec import ConvSpec
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: threads are still serialized, processes merge without a lock
+    fcntl = None
 
 CACHE_FILE = "tuned.json"
 
@@ -66,18 +82,56 @@ def problem_key(spec: ConvSpec) -> str:
 def _load(path: pathlib.Path) -> dict:
     try:
         entries = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}  # no file yet, or a damaged one: tune afresh (and overwrite it)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}  # no file yet, a damaged one or an unreadable path: tune afresh
     return entries if isinstance(entries, dict) else {}
 
 
+def _entry(raw, names) -> Tuned | None:
+    """A cache entry as a `Tuned`, or None if it is malformed or names a kernel not in ``names``."""
+    if not isinstance(raw, dict) or raw.get("kernel") not in names or not isinstance(raw.get("seconds"), dict):
+        return None
+    seconds = raw["seconds"]
+    for name, value in seconds.items():
+        if (not isinstance(name, str) or isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value) or value < 0):
+            return None
+    return Tuned(raw["kernel"], dict(seconds), from_cache=True)
+
+
+_WRITE_LOCK = threading.Lock()  # one writer per process; the file lock orders the processes
+_UNWRITABLE: set = set()  # cache files that failed to be written (warned once each)
+
+
 def _store(path: pathlib.Path, key: str, tuned: Tuned) -> None:
-    entries = _load(path)
-    entries[key] = {"kernel": tuned.kernel, "seconds": tuned.seconds}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(entries, indent=1, sort_keys=True))
-    temporary.replace(path)  # atomic: a concurrent reader sees the old file or the new one
+    """Merge one entry into the cache file: under a lock, read what is there, add the entry, write a private
+    temporary file and rename it over the cache (readers see the old file or the new one, never half)."""
+    with _WRITE_LOCK:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + ".lock"), "a") as lock:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            entries = _load(path)
+            entries[key] = {"kernel": tuned.kernel, "seconds": tuned.seconds}
+            handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(handle, "w") as file:
+                    json.dump(entries, file, indent=1, sort_keys=True)
+                os.replace(temporary, path)
+            except BaseException:
+                os.unlink(temporary)
+                raise
+
+
+def _store_or_warn(path: pathlib.Path, key: str, tuned: Tuned) -> None:
+    try:
+        _store(path, key, tuned)
+    except OSError as error:
+        if str(path) not in _UNWRITABLE:
+            _UNWRITABLE.add(str(path))
+            warnings.warn(f"numbaconv: the tuning cache {path} cannot be written ({error}); tuned kernels are "
+                          "remembered in memory for this process only (set NUMBACONV_CACHE_DIR to a writable "
+                          "directory)", RuntimeWarning, stacklevel=4)
 
 
 def candidates(spec: ConvSpec) -> list:
@@ -96,33 +150,39 @@ def _median_seconds(call, repeat: int) -> float:
     return float(np.median(times))
 
 
+def random_problem(spec: ConvSpec):
+    """``(kernel spec, x, weight, bias, out)``: seeded random arrays of the problem, drawn in its dtype (no
+    float64 intermediate), as the kernels see them (batched NCHW, degenerate geometry gathered)."""
+    rng = np.random.default_rng(0)
+    nchw = replace(spec, layout="NCHW", batched=True)
+    x = rng.standard_normal((spec.batch, spec.in_channels, spec.in_height, spec.in_width), dtype=spec.dtype)
+    kernel_spec, x = arrays.kernel_input(x, nchw)
+    weight = rng.standard_normal(spec.weight_shape, dtype=spec.dtype)
+    bias = rng.standard_normal(spec.out_channels, dtype=spec.dtype)
+    return kernel_spec, x, weight, bias, np.empty(spec.nchw_out_shape, spec.dtype)
+
+
 def tune_spec(spec: ConvSpec, repeat: int = 5, use_cache: bool = True) -> Tuned:
     """Tune a validated problem (see `tune`)."""
-    if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
-        raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
+    repeat = spec_module.count(repeat, "repeat")
     path, key = cache_path(), problem_key(spec)
+    serving = candidates(spec)
     if use_cache:
         remembered = _REMEMBERED.get((str(path), key))
         if remembered is not None:
             return remembered
-        entry = _load(path).get(key)
-        if entry and entry.get("kernel") in {a.name for a in candidates(spec)}:
-            tuned = Tuned(entry["kernel"], dict(entry.get("seconds", {})), from_cache=True)
+        tuned = _entry(_load(path).get(key), {a.name for a in serving})
+        if tuned is not None:
             _REMEMBERED[(str(path), key)] = tuned
             return tuned
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((spec.batch, spec.in_channels, spec.in_height, spec.in_width)).astype(spec.dtype)
-    weight = rng.standard_normal(spec.weight_shape).astype(spec.dtype)
-    bias = rng.standard_normal(spec.out_channels).astype(spec.dtype)
-    out = np.empty(spec.nchw_out_shape, spec.dtype)
-    nchw = replace(spec, layout="NCHW", batched=True)  # the kernels see batched NCHW arrays
+    kernel_spec, x, weight, bias, out = random_problem(spec)
     seconds = {}
-    for algorithm in candidates(spec):
-        seconds[algorithm.name] = _median_seconds(lambda: algorithm.run(nchw, x, weight, bias, out), repeat)
+    for algorithm in serving:
+        seconds[algorithm.name] = _median_seconds(lambda: algorithm.run(kernel_spec, x, weight, bias, out), repeat)
     tuned = Tuned(min(seconds, key=seconds.get), seconds, from_cache=False)
     if use_cache:
-        _store(path, key, tuned)
         _REMEMBERED[(str(path), key)] = Tuned(tuned.kernel, tuned.seconds, from_cache=True)
+        _store_or_warn(path, key, tuned)
     return tuned
 
 
@@ -134,7 +194,7 @@ def tune(x_shape, weight_shape, bias=False, stride=1, padding=0, dilation=1, gro
     with ``use_cache`` (the default) a problem tuned before on this machine and thread count is
     answered from the cache file without timing (``from_cache=True``), and a new result is saved.
     """
-    bias_shape = (weight_shape[0],) if bias is True else (None if bias in (False, None) else np.shape(bias))
-    spec = ConvSpec.from_shapes(x_shape, weight_shape, bias_shape, stride, padding, dilation, groups, dtype=dtype,
-                                padding_mode=padding_mode, activation=activation, layout=layout)
+    spec = spec_module.problem_from_shapes(x_shape, weight_shape, bias, stride, padding, dilation, groups,
+                                           dtype=dtype, padding_mode=padding_mode, activation=activation,
+                                           layout=layout)
     return tune_spec(spec, repeat=repeat, use_cache=use_cache)
