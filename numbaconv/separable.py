@@ -164,8 +164,9 @@ def run_fused(dw_spec, x, dw_weight, dw_bias, pw_weight, pw_bias, out, activatio
             middle = np.empty((n1 - n0, rows, out_width, middle_channels), x.dtype)
             cpu_depthwise.run_nhwc(band, dw_weight, dw_bias, middle, dw_spec.channel_multiplier, dw_spec.stride,
                                    dw_spec.dilation, start - first, pad_left, dw_spec.activation_code)
-            target = out[n0:n1, oh0:oh1].reshape(-1, out_channels)  # contiguous: whole images or one band
-            np.matmul(middle.reshape(-1, middle_channels), mixing_t, out=target)
+            pixels_here = (n1 - n0) * rows * out_width
+            target = out[n0:n1, oh0:oh1].reshape(pixels_here, out_channels)  # contiguous: whole images or one band
+            np.matmul(middle.reshape(pixels_here, middle_channels), mixing_t, out=target)
             bias_activation_last_inplace(target, pw_bias, activation_code)
         else:
             band = np.ascontiguousarray(x[n0:n1, :, start:stop])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import arrays
+from .spec import count
 
 
 def channel_shuffle(x, groups: int, *, layout: str = "NCHW"):
@@ -18,14 +19,15 @@ def channel_shuffle(x, groups: int, *, layout: str = "NCHW"):
     x = arrays.as_host_array(x, "x")
     if layout not in ("NCHW", "NHWC"):
         raise ValueError(f"layout must be one of ('NCHW', 'NHWC'), got {layout!r}")
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)):
-        raise TypeError(f"groups must be an int, got {type(groups).__name__} {groups!r}")
+    groups = count(groups, "groups")
     if x.ndim not in (3, 4):
         raise ValueError(f"x must be 3-D or 4-D, got shape {x.shape}")
     axis = x.ndim - 1 if layout == "NHWC" else x.ndim - 3
     channels = x.shape[axis]
-    if groups < 1 or channels % groups:
-        raise ValueError(f"groups must be >= 1 and divide the channels ({channels}), got groups={groups}")
+    if channels % groups:
+        raise ValueError(f"groups must divide the channels ({channels}), got groups={groups}")
+    if channels == 0:
+        return np.ascontiguousarray(x).copy()  # nothing to shuffle (any groups divides 0 channels)
     split = x.shape[:axis] + (int(groups), channels // groups) + x.shape[axis + 1:]
     shuffled = np.swapaxes(np.reshape(x, split), axis, axis + 1)  # a view when x is contiguous
     return np.ascontiguousarray(shuffled).reshape(x.shape)

@@ -81,12 +81,12 @@ def gemm_operand_nhwc(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     sh, sw = spec.stride
     if (sh, sw) != (1, 1):
         x = np.ascontiguousarray(x[:, ::sh, ::sw][:, : spec.out_height, : spec.out_width])
-    return x.reshape(-1, spec.in_channels)
+    return x.reshape(spec.batch * spec.out_height * spec.out_width, spec.in_channels)  # C_in may be 0
 
 
 def run_blas_nhwc(spec: ConvSpec, x, weight, bias, out):
     """x batched NHWC (any strides), out C-contiguous (N, H_out, W_out, C_out)."""
-    product = out.reshape(-1, spec.out_channels)
+    product = out.reshape(spec.batch * spec.out_height * spec.out_width, spec.out_channels)
     np.matmul(gemm_operand_nhwc(x, spec), weight.reshape(spec.out_channels, spec.in_channels).T, out=product)
     if spec.has_bias or spec.activation is not None:
         bias_activation_last_inplace(product, bias, spec.activation_code)
