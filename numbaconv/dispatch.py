@@ -168,9 +168,9 @@ register(Algorithm("cuda_grouped", "cuda", "grouped",
 
 
 def workspace_budget() -> int:
-    """Bytes of temporaries one kernel call may allocate beyond the output (config.WORKSPACE_BYTES_PER_THREAD
-    per thread)."""
-    return WORKSPACE_BYTES_PER_THREAD * numba.get_num_threads()
+    """Bytes of temporaries one kernel call may allocate beyond the output: config.WORKSPACE_BYTES_PER_THREAD
+    per thread of Numba's pool (NUMBA_NUM_THREADS)."""
+    return WORKSPACE_BYTES_PER_THREAD * numba.config.NUMBA_NUM_THREADS
 
 
 def pieces(algorithm: Algorithm, spec: ConvSpec, contiguous: bool = True, layout: str = "NCHW") -> tuple[int, int]:
@@ -179,10 +179,19 @@ def pieces(algorithm: Algorithm, spec: ConvSpec, contiguous: bool = True, layout
     whole images, else bands of output rows of one image.  A piece's temporaries: the kernel's workspace,
     plus a copy of its input when x is not C-contiguous (the kernels copy it), plus for a band of rows the
     gathered input rows (and, in NCHW, the band's result before it is copied into place)."""
+    budget = workspace_budget()
+    memo = spec.__dict__.setdefault("_pieces", {})  # a spec is validated once and reused: answer once
+    key = (algorithm.name, contiguous, layout, budget)
+    if key not in memo:
+        memo[key] = _pieces(algorithm, spec, contiguous, layout, budget)
+    return memo[key]
+
+
+def _pieces(algorithm: Algorithm, spec: ConvSpec, contiguous: bool, layout: str, budget: int) -> tuple[int, int]:
     itemsize = spec.dtype.itemsize
 
     def piece_bytes(images, rows):
-        band = spec.band(images, rows)
+        band = spec if (images, rows) == (spec.batch, spec.out_height) else spec.band(images, rows)
         total = algorithm.workspace(band)
         if rows < spec.out_height or not contiguous:
             total += images * spec.in_channels * band.in_height * spec.in_width * itemsize
@@ -191,7 +200,6 @@ def pieces(algorithm: Algorithm, spec: ConvSpec, contiguous: bool = True, layout
         return total
 
     output = spec.batch * spec.out_channels * spec.out_height * spec.out_width * itemsize
-    budget = workspace_budget()
     if piece_bytes(spec.batch, spec.out_height) <= max(budget, output):
         return spec.batch, spec.out_height
     per_image = piece_bytes(1, spec.out_height)

@@ -30,7 +30,6 @@ from numba import prange
 
 from . import api, arrays
 from .cpu import grouped as cpu_grouped
-from .cpu.depthwise import used_phases
 from .cpu.twins import Twins
 from .spec import ConvSpec, check_dtypes
 
@@ -256,6 +255,12 @@ def _phases_kernel(x, phases, pad_top, pad_left, stride_h, stride_w, row_phases,
 
 
 _phases = Twins(_phases_kernel)
+
+
+def used_phases(kernel_size: int, stride: int, dilation: int) -> tuple:
+    """The phases (offsets modulo the stride) that the taps of one axis read, ascending: at most
+    ``kernel_size`` of them, however large the stride."""
+    return tuple(sorted({tap * dilation % stride for tap in range(kernel_size)}))
 
 
 def _depthwise_grad_weight(spec: ConvSpec, x: np.ndarray, grad_output: np.ndarray) -> np.ndarray:

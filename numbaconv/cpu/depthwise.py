@@ -12,10 +12,7 @@ thread several tasks on 2 cores or on 64.
 Per task and input plane the band's input rows are copied once into a small buffer that
 stays in L1/L2, **zero padding and the stride folded in**: the buffer holds the padded rows
 split by phase, element (a, b, i, j) = padded[row0 + i*sh + a, j*sw + b] at
-((ia*nb + ib)*Hq + i)*Wq + j, for the row phases a = kh*dh % sh and column phases b = kw*dw % sw
-that some tap reads (ia, ib: their ranks; nb column phases): never more phases than taps, so the
-buffer scales with the band's outputs times the taps, whatever the stride.  Tap (kh, kw) of
-output (oh, ow) then reads
+((a*sw + b)*Hq + i)*Wq + j.  Tap (kh, kw) of output (oh, ow) then reads
 
     buffer[tap_offset(kh, kw) + oh*Wq + ow]
 
@@ -65,10 +62,9 @@ def tiling(n_planes: int, out_height: int, out_width: int, kernel_height: int, k
     sh, sw = stride
     halo_rows = ((kernel_height - 1) * dilation[0]) // sh
     width = out_width + ((kernel_width - 1) * dilation[1]) // sw
-    phases = len(used_phases(kernel_height, sh, dilation[0])) * len(used_phases(kernel_width, sw, dilation[1]))
 
     def buffer_size(rows):
-        return phases * (rows + halo_rows) * width
+        return sh * sw * (rows + halo_rows) * width
 
     rows = out_height
     while rows > 1 and buffer_size(rows) > DEPTHWISE_BUFFER_ELEMENTS:
@@ -86,50 +82,35 @@ def tiling(n_planes: int, out_height: int, out_width: int, kernel_height: int, k
     return planes, rows
 
 
-def used_phases(kernel_size: int, stride: int, dilation: int) -> tuple:
-    """The phases (offsets modulo the stride) that the taps of one axis read, ascending: at most
-    ``kernel_size`` of them, however large the stride."""
-    return tuple(sorted({tap * dilation % stride for tap in range(kernel_size)}))
-
-
 def tap_offsets(kernel_height, kernel_width, stride, dilation, rows_per_band, out_width) -> tuple:
-    """``(Hq, Wq, row_phases, column_phases, offsets, chunk)``: the buffer geometry, the phases it holds
-    (int64 arrays), the offset of each tap (row-major) in the phase buffer, and a tuple whose length is
-    the taps per pass (all taps, or a filter row above CHUNK_TAPS).  Tuple lengths are compile-time
-    constants of the kernel: one specialization per filter size."""
+    """``(Hq, Wq, offsets, chunk)``: the buffer geometry, the offset of each tap (row-major) in the phase
+    buffer, and a tuple whose length is the taps per pass (all taps, or a filter row above CHUNK_TAPS).
+    Tuple lengths are compile-time constants of the kernel: one specialization per filter size."""
     sh, sw = stride
     dh, dw = dilation
     hq = rows_per_band + ((kernel_height - 1) * dh) // sh
     wq = out_width + ((kernel_width - 1) * dw) // sw
-    row_phases = used_phases(kernel_height, sh, dh)
-    column_phases = used_phases(kernel_width, sw, dw)
-    offsets = []
-    for kh in range(kernel_height):
-        for kw in range(kernel_width):
-            phase = row_phases.index(kh * dh % sh) * len(column_phases) + column_phases.index(kw * dw % sw)
-            offsets.append((phase * hq + kh * dh // sh) * wq + kw * dw // sw)
+    kh = np.arange(kernel_height)[:, None] * dh
+    kw = np.arange(kernel_width)[None, :] * dw
+    phase = (kh % sh) * sw + kw % sw
+    offsets = (phase * hq + kh // sh) * wq + kw // sw
     taps = kernel_height * kernel_width
     chunk = kernel_width if taps > CHUNK_TAPS and kernel_width <= CHUNK_TAPS else taps  # a filter row, or all
-    return (hq, wq, np.array(row_phases, np.int64), np.array(column_phases, np.int64), tuple(offsets),
-            (0,) * chunk)
+    return hq, wq, tuple(int(offset) for offset in offsets.reshape(-1)), (0,) * chunk
 
 
 @njit(inline="always", cache=True)
-def _fill(buf, x_flat, x_plane, in_height, in_width, row0, hq, wq, sh, sw, row_phases, column_phases, pad_top,
-          pad_left):
-    # buf[((ia*nb + ib)*hq + i)*wq + j] = x[row0 + i*sh + a - pad_top, j*sw + b - pad_left] where that is
-    # inside x, for a = row_phases[ia], b = column_phases[ib].  The positions outside (the zero padding)
-    # are the same for every plane of a task and are never written: the task zeroes its buffer once.
-    n_columns = len(column_phases)
-    for ia in range(len(row_phases)):
-        a = row_phases[ia]
+def _fill(buf, x_flat, x_plane, in_height, in_width, row0, hq, wq, sh, sw, pad_top, pad_left):
+    # buf[((a*sw + b)*hq + i)*wq + j] = x[row0 + i*sh + a - pad_top, j*sw + b - pad_left] where that is
+    # inside x.  The positions outside (the zero padding) are the same for every plane of a task and
+    # are never written: the task zeroes its buffer once.
+    for a in range(sh):
         for i in range(hq):
             ih = row0 + i * sh + a - pad_top
             if ih < 0 or ih >= in_height:
                 continue
-            for ib in range(n_columns):
-                b = column_phases[ib]
-                dst = ((ia * n_columns + ib) * hq + i) * wq
+            for b in range(sw):
+                dst = ((a * sw + b) * hq + i) * wq
                 # valid j: 0 <= j*sw + b - pad_left < in_width
                 first = b - pad_left
                 lo = 0 if first >= 0 else (-first + sw - 1) // sw
@@ -177,13 +158,13 @@ def _store(vout, rows, wq, out_flat, o_band, out_width, b, act):
 @njit(fastmath=FASTMATH, cache=True)
 def _task(x_flat, w_flat, bias, out_flat, first_plane, last_plane, oh0, rows, in_channels, in_height, in_width,
           out_channels, out_height, out_width, taps, multiplier, stride_h, stride_w, pad_top, pad_left, act,
-          hq, wq, row_phases, column_phases, offsets, chunk):
+          hq, wq, offsets, chunk):
     # One parallel task: output planes [first_plane, last_plane), output rows [oh0, oh0 + rows).
     # (A function of its own, not inlined into the prange body: simpler code for the parfor to lower.)
     # Virtual pixels of the band, rounded up to whole SIMD vectors: no scalar remainder loop (the
     # buffers have VECTOR elements of zero slack for the reads and writes past the end).
     length = ((rows - 1) * wq + out_width + VECTOR - 1) // VECTOR * VECTOR
-    buf = np.zeros(len(row_phases) * len(column_phases) * hq * wq + VECTOR, dtype=x_flat.dtype)
+    buf = np.zeros(stride_h * stride_w * hq * wq + VECTOR, dtype=x_flat.dtype)
     vout = np.empty(hq * wq + VECTOR, dtype=out_flat.dtype)
     weights = stack_array(MAX_TAPS, out_flat)
     tap_offset = stack_array(MAX_TAPS, np.int64)  # an array, not the tuple: a tuple indexed by a
@@ -196,7 +177,7 @@ def _task(x_flat, w_flat, bias, out_flat, first_plane, last_plane, oh0, rows, in
         source = n * in_channels + co // multiplier
         if source != filled:
             _fill(buf, x_flat, source * in_height * in_width, in_height, in_width, oh0 * stride_h,
-                  hq, wq, stride_h, stride_w, row_phases, column_phases, pad_top, pad_left)
+                  hq, wq, stride_h, stride_w, pad_top, pad_left)
             filled = source
         for t in range(taps):
             weights[t] = w_flat[_U(co * taps + t)]
@@ -205,11 +186,9 @@ def _task(x_flat, w_flat, bias, out_flat, first_plane, last_plane, oh0, rows, in
 
 
 def _depthwise_conv_nchw(x, weight, bias, out, multiplier, stride_h, stride_w, dilation_h, dilation_w,
-                         pad_top, pad_left, act, planes_per_task, rows_per_band, hq, wq, row_phases, column_phases,
-                         offsets, chunk):
+                         pad_top, pad_left, act, planes_per_task, rows_per_band, hq, wq, offsets, chunk):
     """x (N, C, H, W), weight (C*m, kH, kW), out (N, C*m, H_out, W_out), all C-contiguous;
-    tiling from `tiling`, (hq, wq, row_phases, column_phases, offsets, chunk) from `tap_offsets` for that
-    band height."""
+    tiling from `tiling`, (hq, wq, offsets, chunk) from `tap_offsets` for that band height."""
     n_images, in_channels, in_height, in_width = x.shape
     out_channels, out_height, out_width = out.shape[1], out.shape[2], out.shape[3]
     x_flat = x.reshape(-1)
@@ -225,8 +204,7 @@ def _depthwise_conv_nchw(x, weight, bias, out, multiplier, stride_h, stride_w, d
         oh0 = band * rows_per_band
         _task(x_flat, w_flat, bias, out_flat, first_plane, min(first_plane + planes_per_task, n_planes), oh0,
               min(rows_per_band, out_height - oh0), in_channels, in_height, in_width, out_channels, out_height,
-              out_width, taps, multiplier, stride_h, stride_w, pad_top, pad_left, act, hq, wq, row_phases,
-              column_phases, offsets, chunk)
+              out_width, taps, multiplier, stride_h, stride_w, pad_top, pad_left, act, hq, wq, offsets, chunk)
 
 
 depthwise_conv_nchw = Twins(_depthwise_conv_nchw, fastmath=FASTMATH)
@@ -234,8 +212,7 @@ depthwise_conv_nchw = Twins(_depthwise_conv_nchw, fastmath=FASTMATH)
 
 @lru_cache(maxsize=256)
 def geometry(n_planes, out_height, out_width, kernel_height, kernel_width, stride, dilation, threads):
-    """``(planes_per_task, rows_per_band, Hq, Wq, row_phases, column_phases, offsets, chunk)``: the kernel's
-    tiling arguments."""
+    """``(planes_per_task, rows_per_band, Hq, Wq, offsets, chunk)``: the kernel's tiling arguments."""
     planes, rows = tiling(n_planes, out_height, out_width, kernel_height, kernel_width, stride, dilation, threads)
     return (planes, rows) + tap_offsets(kernel_height, kernel_width, stride, dilation, rows, out_width)
 

@@ -15,7 +15,6 @@ copy of the function under its own name, ``<name>_serial``.
 
 from types import FunctionType
 
-import numba
 from numba import njit
 
 from .. import runtime
@@ -36,9 +35,9 @@ class Twins:
         self.__doc__ = py_func.__doc__
 
     def __call__(self, work, *args, minimum=PARALLEL_MIN_WORK):
-        """Run on ``args``: serially when ``work`` (operations or elements) is below ``minimum``, on one
-        thread, or where threads cannot run; else in parallel."""
-        if work < minimum or numba.get_num_threads() == 1 or not runtime.parallel_allowed():
+        """Run on ``args``: serially when ``work`` (operations or elements) is below ``minimum`` or where
+        threads cannot run; else in parallel."""
+        if work < minimum or not runtime.parallel_allowed():
             return self.serial(*args)
         lock = runtime.launch_lock()
         if lock is None:
