@@ -85,13 +85,14 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     # every other call runs on a batched NCHW view.
     native = spec.layout == "NHWC" and chosen.run_nhwc is not None
     kernel_layout = "NHWC" if native else "NCHW"
-    result = arrays.kernel_output(out, spec, kernel_layout)
+    # the result in the caller's layout: an NCHW-only kernel's pieces are transposed into an NHWC result
+    result = arrays.kernel_output(out, spec, spec.layout)
     if result.size:
         bias_values = np.zeros(spec.out_channels, spec.dtype) if bias is None else np.ascontiguousarray(bias)
         view = arrays.to_batched(x, spec) if native else arrays.to_nchw(x, spec)
         kernel_spec, kernel_x = arrays.kernel_input(view, spec, kernel_layout)  # degenerate geometry gathered
-        dispatch.run_bounded(chosen, kernel_spec, kernel_x, weight, bias_values, result, kernel_layout)
-    return arrays.finish(result, spec, out, kernel_layout)
+        dispatch.run_bounded(chosen, kernel_spec, kernel_x, weight, bias_values, result, kernel_layout, spec.layout)
+    return arrays.finish(result, spec, out, spec.layout)
 
 
 def pointwise_conv2d(x, weight, bias=None, stride=1, *, padding_mode="zeros", activation=None,

@@ -55,9 +55,9 @@ SEPARABLE_CHUNK_ELEMENTS = 1 << 22
 COMPACT_RATIO = 4
 
 # Peak memory (dispatch.run_bounded): a kernel call whose temporaries (padded copies, im2col, phase
-# splits) would exceed max(this x threads, the output's size) runs in pieces of the batch, or in bands
-# of output rows of one image, each within this budget -- so on large problems peak extra memory stays
-# within about twice the output whatever the batch or image size.  16 MiB per thread (32 MiB on this
+# splits) would exceed this x threads runs in pieces of the batch, or in bands of output rows of one
+# image, each within this budget -- so on large problems peak memory stays near the output's size
+# (plus the budget) whatever the batch or image size.  16 MiB per thread (32 MiB on this
 # 2-core machine, its L3): every batch-1 layer of the nine networks runs in one piece (4 MiB cut
 # ResNeXt's stride-2 grouped layer into row bands and cost it 13-55 % of its time, measured).
 WORKSPACE_BYTES_PER_THREAD = 16 << 20

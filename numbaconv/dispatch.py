@@ -173,34 +173,37 @@ def workspace_budget() -> int:
     return WORKSPACE_BYTES_PER_THREAD * numba.config.NUMBA_NUM_THREADS
 
 
-def pieces(algorithm: Algorithm, spec: ConvSpec, contiguous: bool = True, layout: str = "NCHW") -> tuple[int, int]:
+def pieces(algorithm: Algorithm, spec: ConvSpec, contiguous: bool = True, layout: str = "NCHW",
+           out_layout: str | None = None) -> tuple[int, int]:
     """``(images, rows)`` per piece of the batch such that one piece's temporaries stay within the budget
-    (`workspace_budget`): the whole problem when its temporaries fit ``max(budget, output bytes)``, else
-    whole images, else bands of output rows of one image.  A piece's temporaries: the kernel's workspace,
-    plus a copy of its input when x is not C-contiguous (the kernels copy it), plus for a band of rows the
-    gathered input rows (and, in NCHW, the band's result before it is copied into place)."""
+    (`workspace_budget`): the whole problem when its temporaries fit, else whole images, else bands of
+    output rows of one image.  A piece's temporaries: the kernel's workspace, plus a copy of its input
+    when x is not C-contiguous (the kernels copy it), plus for a band of rows the gathered input rows, plus
+    the piece's result when it cannot be written in place (an NCHW band, or an NCHW kernel's result for
+    an NHWC ``out_layout``, transposed into place)."""
     budget = workspace_budget()
     memo = spec.__dict__.setdefault("_pieces", {})  # a spec is validated once and reused: answer once
-    key = (algorithm.name, contiguous, layout, budget)
+    key = (algorithm.name, contiguous, layout, out_layout or layout, budget)
     if key not in memo:
-        memo[key] = _pieces(algorithm, spec, contiguous, layout, budget)
+        memo[key] = _pieces(algorithm, spec, contiguous, layout, (out_layout or layout) != layout, budget)
     return memo[key]
 
 
-def _pieces(algorithm: Algorithm, spec: ConvSpec, contiguous: bool, layout: str, budget: int) -> tuple[int, int]:
+def _pieces(algorithm: Algorithm, spec: ConvSpec, contiguous: bool, layout: str, transposed: bool,
+            budget: int) -> tuple[int, int]:
     itemsize = spec.dtype.itemsize
 
     def piece_bytes(images, rows):
-        band = spec if (images, rows) == (spec.batch, spec.out_height) else spec.band(images, rows)
+        whole = (images, rows) == (spec.batch, spec.out_height)
+        band = spec if whole else spec.band(images, rows)
         total = algorithm.workspace(band)
         if rows < spec.out_height or not contiguous:
             total += images * spec.in_channels * band.in_height * spec.in_width * itemsize
-        if rows < spec.out_height and layout == "NCHW":
+        if transposed or (rows < spec.out_height and layout == "NCHW"):
             total += images * spec.out_channels * rows * spec.out_width * itemsize
         return total
 
-    output = spec.batch * spec.out_channels * spec.out_height * spec.out_width * itemsize
-    if piece_bytes(spec.batch, spec.out_height) <= max(budget, output):
+    if piece_bytes(spec.batch, spec.out_height) <= budget:
         return spec.batch, spec.out_height
     per_image = piece_bytes(1, spec.out_height)
     if per_image <= budget:
@@ -211,13 +214,16 @@ def _pieces(algorithm: Algorithm, spec: ConvSpec, contiguous: bool, layout: str,
     return 1, rows
 
 
-def run_bounded(algorithm: Algorithm, spec: ConvSpec, x, weight, bias, out, layout: str = "NCHW") -> None:
-    """Run ``algorithm`` on the batched x (in ``layout``) into the C-contiguous batched out, in pieces of the
-    batch or bands of rows (`pieces`) when its workspace would exceed the budget: peak memory beyond the
-    output stays bounded, whatever the batch or image size."""
+def run_bounded(algorithm: Algorithm, spec: ConvSpec, x, weight, bias, out, layout: str = "NCHW",
+                out_layout: str | None = None) -> None:
+    """Run ``algorithm`` on the batched x (in the kernel's ``layout``) into the C-contiguous batched out (in
+    ``out_layout``, by default the kernel's; an NCHW kernel's pieces are transposed into an NHWC out), in
+    pieces of the batch or bands of rows (`pieces`) when its temporaries would exceed the budget: peak
+    memory beyond the output stays bounded, whatever the batch or image size."""
     run = algorithm.run_nhwc if layout == "NHWC" else algorithm.run
-    images, rows = pieces(algorithm, spec, x.flags.c_contiguous, layout)
-    if images >= spec.batch and rows == spec.out_height:
+    out_layout = out_layout or layout
+    images, rows = pieces(algorithm, spec, x.flags.c_contiguous, layout, out_layout)
+    if images >= spec.batch and rows == spec.out_height and out_layout == layout:
         run(spec, x, weight, bias, out)
         return
     for n0 in range(0, spec.batch, images):
@@ -225,14 +231,18 @@ def run_bounded(algorithm: Algorithm, spec: ConvSpec, x, weight, bias, out, layo
         for r0 in range(0, spec.out_height, rows):
             band_rows = min(rows, spec.out_height - r0)
             band_spec, band_x = arrays.band_input(x, spec, slice(n0, n1), r0, band_rows, layout)
-            if band_rows == spec.out_height:
-                run(band_spec, band_x, weight, bias, out[n0:n1])
-            elif layout == "NHWC":  # one image's band of rows is contiguous in NHWC
-                run(band_spec, band_x, weight, bias, out[n0:n1, r0:r0 + band_rows])
-            else:
-                band_out = np.empty((n1 - n0, spec.out_channels, band_rows, spec.out_width), spec.dtype)
-                run(band_spec, band_x, weight, bias, band_out)
-                out[n0:n1, :, r0:r0 + band_rows] = band_out
+            # where the piece's result goes: straight into out when it is a contiguous block of it
+            target = out[n0:n1] if out_layout == "NCHW" else out[n0:n1, r0:r0 + band_rows]
+            if out_layout == layout and (layout == "NHWC" or band_rows == spec.out_height):
+                run(band_spec, band_x, weight, bias, target)
+                continue
+            piece = np.empty(band_spec.nchw_out_shape if layout == "NCHW" else
+                             (n1 - n0, band_rows, spec.out_width, spec.out_channels), spec.dtype)
+            run(band_spec, band_x, weight, bias, piece)
+            if out_layout == layout:  # an NCHW band of rows
+                out[n0:n1, :, r0:r0 + band_rows] = piece
+            else:  # an NCHW kernel's piece into an NHWC out
+                target[...] = piece.transpose(0, 2, 3, 1)
 
 
 def algorithms() -> list[Algorithm]:
