@@ -36,3 +36,6 @@ def test_kernels_compile_to_ptx(compile_ptx, dtype):
         assert ".entry" in ptx
     ptx, _ = compile_ptx(epilogue.pad_copy.py_func, (array, array) + (types.int64,) * 3, cc=(9, 0))
     assert ".entry" in ptx
+    index = types.Array(types.int64, 1, "A")
+    ptx, _ = compile_ptx(epilogue.gather_copy.py_func, (array, array, index, index), cc=(9, 0))
+    assert ".entry" in ptx

@@ -44,19 +44,23 @@ def source_index(i, size, mode):
     return (i % size + size) % size
 
 
+@cuda.jit(device=True, inline=True, cache=True)
+def unravel(index, shape):
+    """Flat index -> (n, c, i, j) of a 4-D shape."""
+    j = index % shape[3]
+    rest = index // shape[3]
+    i = rest % shape[2]
+    rest //= shape[2]
+    return rest // shape[1], rest % shape[1], i, j
+
+
 @cuda.jit(cache=True)
 def pad_copy(x, out, pad_top, pad_left, mode):
     """out[n, c, i, j] = x[n, c, source(i - pad_top), source(j - pad_left)]: one thread per element."""
     index = cuda.grid(1)
-    n_images, channels, height, width = out.shape
-    if index >= n_images * channels * height * width:
+    if index >= out.size:
         return
-    j = index % width
-    rest = index // width
-    i = rest % height
-    rest //= height
-    c = rest % channels
-    n = rest // channels
+    n, c, i, j = unravel(index, out.shape)
     rows, columns = x.shape[2], x.shape[3]
     out[n, c, i, j] = x[n, c, source_index(i - pad_top, rows, mode), source_index(j - pad_left, columns, mode)]
 
@@ -66,15 +70,9 @@ def gather_copy(x, out, rows, columns):
     """out[n, c, i, j] = x[n, c, rows[i], columns[j]], or 0 where either index is -1 (a zero of the
     padding): the input of a degenerate convolution as its kernel view reads it (spec.ConvSpec.kernel_view)."""
     index = cuda.grid(1)
-    n_images, channels, height, width = out.shape
-    if index >= n_images * channels * height * width:
+    if index >= out.size:
         return
-    j = index % width
-    rest = index // width
-    i = rest % height
-    rest //= height
-    c = rest % channels
-    n = rest // channels
+    n, c, i, j = unravel(index, out.shape)
     row, column = rows[i], columns[j]
     if row < 0 or column < 0:
         out[n, c, i, j] = 0

@@ -32,6 +32,7 @@ from numba import cuda, float32, float64
 from .. import arrays
 from ..spec import ConvSpec, check_dtypes
 from . import launch, run
+from .epilogue import unravel
 from .launch import (GRAD_BLOCK, GRAD_CHANNELS, GRAD_DEPTH, GRAD_PIXELS, GRAD_THREAD_CHANNELS, GRAD_THREAD_DEPTH,
                      REDUCE_THREADS)
 
@@ -39,16 +40,6 @@ GRAD_THREADS_X, GRAD_THREADS_Y = GRAD_BLOCK
 
 
 # ---- element-wise kernels ------------------------------------------------------------------------
-@cuda.jit(device=True, inline=True, cache=True)
-def unravel(index, shape):
-    """Flat index -> (n, c, i, j) of a 4-D shape."""
-    j = index % shape[3]
-    rest = index // shape[3]
-    i = rest % shape[2]
-    rest //= shape[2]
-    return rest // shape[1], rest % shape[1], i, j
-
-
 @cuda.jit(device=True, inline=True, cache=True)
 def pixel_of(index, pixels, out_width):
     """Reduction index over (image, output pixel) -> (n, oh, ow)."""
