@@ -197,6 +197,8 @@ def _axis_positions(spec: ConvSpec, axis: int) -> np.ndarray:
 
 def _take(x: np.ndarray, positions: np.ndarray, axis: int) -> np.ndarray:
     """x's slices at ``positions`` along ``axis``, zeros where a position is -1 (a new array)."""
+    if x.shape[axis] == 0:  # an empty axis: every position is zero padding
+        return np.zeros(x.shape[:axis] + (len(positions),) + x.shape[axis + 1:], x.dtype)
     taken = np.take(x, np.maximum(positions, 0), axis=axis)
     if (positions < 0).any():
         index = [slice(None)] * taken.ndim

@@ -75,6 +75,8 @@ def _tap_reads(spec: ConvSpec, kh: int, kw: int):
 
 def _window(x: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
     """x[..., rows, columns] on the last two axes, with zeros where a row or column is -1."""
+    if x.shape[-2] == 0 or x.shape[-1] == 0:  # an empty input: every position is padding
+        return np.zeros(x.shape[:-2] + (len(rows), len(columns)))
     window = x.take(np.maximum(rows, 0), axis=-2).take(np.maximum(columns, 0), axis=-1)
     return np.where((rows[:, None] >= 0) & (columns[None, :] >= 0), window, 0.0)
 
@@ -223,7 +225,8 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, p
             # the position tap k of output i reads: i*s + k*d in the padded sequence
             reads = np.array([padded_read(i * s + k * d - left, length, padding_mode) for i in range(length_out)],
                              dtype=np.int64)
-            taken = np.where(reads >= 0, xs.take(np.maximum(reads, 0), axis=2), 0.0)  # (n, C_in, L_out)
+            taken = (np.where(reads >= 0, xs.take(np.maximum(reads, 0), axis=2), 0.0) if length
+                     else np.zeros(xs.shape[:2] + (length_out,)))  # (n, C_in, L_out); empty input: padding
             for g in range(groups):
                 window = taken[:, g * cig:(g + 1) * cig]
                 out[:, g * cog:(g + 1) * cog] += np.einsum("ncl,oc->nol", window, w[g * cog:(g + 1) * cog, :, k])
