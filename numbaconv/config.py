@@ -61,3 +61,17 @@ COMPACT_RATIO = 4
 # 2-core machine, its L3): every batch-1 layer of the nine networks runs in one piece (4 MiB cut
 # ResNeXt's stride-2 grouped layer into row bands and cost it 13-55 % of its time, measured).
 WORKSPACE_BYTES_PER_THREAD = 16 << 20
+
+# The packed GEMM (cpu/gemm.py, cpu/simd.py): a register tile of GEMM_TILE_ROWS rows x GEMM_TILE_VECTORS
+# 64-byte vectors (12 x 32 float32: 24 of AVX-512's 32 vector registers hold accumulators), K blocks of
+# GEMM_DEPTH (an A panel of 12 x 256 float32 = 12 KiB and a B panel of 256 x 32 = 32 KiB share the 48 KiB
+# L1), and tasks of at most GEMM_BLOCK_ROWS x GEMM_BLOCK_COLUMNS of C (a K block of their packed operands,
+# 384 x 256 and 256 x 512 float32, 0.9 MiB together, stays in the 2 MiB L2).
+GEMM_TILE_ROWS = 12
+GEMM_TILE_VECTORS = 2
+GEMM_DEPTH = 256
+GEMM_BLOCK_ROWS = 384
+GEMM_BLOCK_COLUMNS = 512
+# Images of one output pixel (squeeze-and-excitation layers) with at least this many input channels run as a
+# matrix-vector product per image (cpu/gemm.gemv: W read once, unpacked); shorter reductions as the GEMM.
+GEMV_MIN_DEPTH = 64

@@ -125,6 +125,11 @@ register(Algorithm("pointwise_blas", "cpu", "pointwise",
                    "channels-last: one matmul over the whole batch, no transposes",
                    _needs_pointwise, cpu_pointwise.run_blas, cpu_pointwise.run_blas_nhwc,
                    workspace=cpu_pointwise.workspace_blas))
+register(Algorithm("pointwise_gemm", "cpu", "pointwise",
+                   "numbaconv's packed GEMM: AVX-512 register tiles (12 x 32 float32) emitted as LLVM vector code, "
+                   "cache-blocked, bias and activation fused; Numba's thread pool only; channels-last: X @ W^T in place",
+                   _needs_pointwise, cpu_pointwise.run_gemm, cpu_pointwise.run_gemm_nhwc,
+                   workspace=cpu_pointwise.workspace_gemm))
 register(Algorithm("depthwise", "cpu", "depthwise",
                    "planes x row bands per task; rows staged in an L1/L2 buffer with padding and stride folded in, "
                    "then every tap a unit-stride SIMD pass; channels-last: SIMD over the channels of a pixel",
@@ -282,10 +287,12 @@ def select(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> tupl
     if device == "cuda":
         return _select_cuda(spec)
     if spec.is_pointwise:
-        return _REGISTRY["pointwise_blas"], (
-            "1x1 kernel with groups=1 is a GEMM (C_out x C_in times C_in x pixels); the BLAS path is "
-            "several times faster than the explicit-loop 'pointwise' kernel on this CPU, so it is the default "
-            "(force algorithm='pointwise' for the explicit kernel)"
+        return _REGISTRY["pointwise_gemm"], (
+            "1x1 kernel with groups=1 is a GEMM (C_out x C_in times C_in x pixels): numbaconv's packed AVX-512 GEMM "
+            "with the epilogue fused, on Numba's thread pool alone. Measured against NumPy's BLAS over the nine "
+            "networks' 122 pointwise layers (2-core VM, back to back): 1.07x (NCHW) / 1.01x (NHWC) at batch 1, "
+            "1.21x / 0.95x at batch 8; after an idle gap BLAS's second thread pool stalls for milliseconds "
+            "(p99 4-36 ms against 0.2-2 ms). algorithm='pointwise_blas' forces BLAS"
         )
     if spec.is_depthwise:
         why_not = _needs_depthwise(spec)

@@ -1,11 +1,14 @@
-"""This machine's two roofs, measured: GEMM FLOP/s and memory-copy bandwidth.
+"""This machine's two roofs, measured: the FMA peak and memory-copy bandwidth (and BLAS as a peer).
 
 A roofline needs a peak compute rate and a peak memory bandwidth.  Datasheet numbers are
 of little use on a shared VM, so ``numbaconv bench`` measures both in each run:
 
-* **compute roof**: the best rate of a square matrix product through NumPy's BLAS
-  (``np.matmul``, sgemm for float32, dgemm for float64) with all of BLAS's threads: what a
-  tuned vendor GEMM reaches on this machine, the practical ceiling for any convolution.
+* **compute roof**: the FMA peak -- a Numba kernel of independent fused multiply-add chains on
+  64-byte vectors (`numbaconv.cpu.simd.fma_chains`, 8 chains per thread: enough to cover the FMA
+  latency on two ports) on all of Numba's threads, per dtype.  This is what the cores can do;
+  numbaconv's GEMM tiles run the same instructions.  NumPy's BLAS is measured beside it as a
+  **peer** (``blas_flops_per_s``): a wheel's BLAS may run narrower kernels than the host has
+  (AVX2 on an AVX-512 machine when ``OPENBLAS_CORETYPE`` pins it), so it is no roof.
 * **memory roof**: the best rate of copying an array far larger than the last-level cache,
   counted as STREAM does (bytes read + bytes written), the larger of NumPy's single-threaded
   ``copyto`` and a Numba ``prange`` copy on all of Numba's threads.
@@ -18,13 +21,43 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import numba
 from numba import njit, prange
+
+from .cpu.simd import VECTOR_BYTES, fma_chains
+
+FMA_CHAINS = 8  # per thread: 2 FMA ports x latency 4 (measured here: 8 chains 459, 16 449, 24 424 GFLOP/s)
 
 
 @njit(parallel=True, cache=True)
 def _parallel_copy(source, destination):
     for i in prange(source.size):
         destination[i] = source[i]
+
+
+@njit(parallel=True, cache=True)
+def _fma_kernel(out, iterations):
+    for t in prange(out.shape[0]):
+        fma_chains(out[t], iterations, FMA_CHAINS)
+
+
+def fma_flops_per_s(dtype="float32", seconds: float = 0.05, repeat: int = 5) -> float:
+    """The best FLOP/s of independent vector FMA chains on all of Numba's threads (one task per thread)."""
+    threads = numba.get_num_threads()
+    out = np.zeros((threads, FMA_CHAINS), dtype)
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    per_iteration = 2 * lanes * FMA_CHAINS * threads
+    _fma_kernel(out, 1000)  # compile or load, wake the threads
+    iterations = 1000
+    while True:  # calibrate so that a run lasts about ``seconds``
+        start = time.perf_counter()
+        _fma_kernel(out, iterations)
+        elapsed = time.perf_counter() - start
+        if elapsed > seconds / 4:
+            break
+        iterations *= 4
+    iterations = max(1000, int(iterations * seconds / elapsed))
+    return per_iteration * iterations / _best_seconds(lambda: _fma_kernel(out, iterations), repeat)
 
 
 def _best_seconds(fn, repeat: int) -> float:
@@ -59,11 +92,14 @@ def copy_bytes_per_s(megabytes: int = 256, repeat: int = 5) -> dict:
 def measure(dtype="float32", quick: bool = False) -> dict:
     """Both roofs for ``dtype``: ``peak_flops_per_s``, ``bandwidth_bytes_per_s`` and how each was measured."""
     size, megabytes, repeat = (1536, 128, 3) if quick else (2048, 256, 5)
-    flops = gemm_flops_per_s(dtype, size, repeat)
+    blas = gemm_flops_per_s(dtype, size, repeat)
     copies = copy_bytes_per_s(megabytes, repeat)
     return {
-        "peak_flops_per_s": flops,
+        "peak_flops_per_s": fma_flops_per_s(dtype, repeat=repeat),
         "bandwidth_bytes_per_s": max(copies.values()),
+        "fma": f"{FMA_CHAINS} independent {VECTOR_BYTES}-byte FMA chains per thread, {numba.get_num_threads()} "
+               f"threads, {np.dtype(dtype).name}, best of {repeat}",
+        "blas_flops_per_s": blas,
         "gemm": f"np.matmul {size}x{size} {np.dtype(dtype).name}, best of {repeat}",
         "copy": f"{megabytes} MiB array, best of {repeat}, read + write bytes",
         "copy_bytes_per_s": copies,

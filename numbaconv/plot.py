@@ -54,6 +54,10 @@ def roofline(report: dict, path: str, title: str | None = None) -> str:
     ax.plot(grid, [min(peak, a * bandwidth) for a in grid], color="black", lw=2, zorder=1)
     ridge = peak / bandwidth
     ax.axvline(ridge, color="grey", lw=0.8, ls=":", zorder=0)
+    if limits.get("blas_flops_per_s"):  # BLAS's rate, a peer under the FMA roof
+        blas = limits["blas_flops_per_s"] / 1e9
+        ax.plot(grid, [min(blas, a * bandwidth) for a in grid], color="grey", lw=1, ls="--", zorder=1)
+        ax.text(high, blas, f"BLAS {blas:.0f} GFLOP/s ", ha="right", va="bottom", fontsize=8, color="grey")
 
     for row in rows:  # numbaconv <-> torch, per layer
         if row.get("torch_s"):

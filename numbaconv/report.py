@@ -47,6 +47,10 @@ def limits_line(report: dict) -> str:
     limits = report.get("limits")
     if not limits:
         return ""
+    if "fma" in limits:  # the FMA peak as the compute roof, BLAS beside it as a peer
+        return (f"roofs measured in the run: {limits['peak_flops_per_s'] / 1e9:.0f} GFLOP/s FMA peak "
+                f"({limits['fma']}; BLAS peer {limits['blas_flops_per_s'] / 1e9:.0f} GFLOP/s, {limits['gemm']}), "
+                f"{limits['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s copy ({limits['copy']})")
     return (f"roofs measured in the run: {limits['peak_flops_per_s'] / 1e9:.0f} GFLOP/s ({limits['gemm']}), "
             f"{limits['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s copy ({limits['copy']})")
 

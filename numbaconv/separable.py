@@ -6,8 +6,7 @@ intermediate holds at most ``config.SEPARABLE_CHUNK_ELEMENTS`` values, so it sta
 between its two uses.  Per chunk:
 
     middle = depthwise kernel(input rows of the chunk)      # with its bias and activation fused
-    out[chunk] = pointwise weight x middle                  # one BLAS product, written in place
-    out[chunk] = activation(out[chunk] + pointwise bias)    # the epilogue, while it is in cache
+    out[chunk] = activation(pointwise weight x middle + pointwise bias)   # numbaconv's GEMM, epilogue fused
 
 A band of rows reads the input rows it needs (its halo included) and passes the kernel a shifted
 top padding, so borders, stride and dilation behave exactly as in one call.  Channels-last data
@@ -20,12 +19,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numba
 import numpy as np
 
 from . import api, arrays, dispatch
 from .config import SEPARABLE_CHUNK_ELEMENTS
 from .cpu import depthwise as cpu_depthwise
-from .cpu.epilogue import bias_activation_inplace, bias_activation_last_inplace
+from .cpu import gemm
 from .spec import ACTIVATION_CODES, DEVICES, ConvSpec
 
 
@@ -151,8 +151,8 @@ def run_fused(dw_spec, x, dw_weight, dw_bias, pw_weight, pw_bias, out, activatio
     out_height, out_width = dw_spec.out_height, dw_spec.out_width
     pixels = out_height * out_width
     filters = np.ascontiguousarray(dw_weight.reshape(middle_channels, dw_spec.kernel_height, dw_spec.kernel_width))
-    mixing = pw_weight.reshape(out_channels, middle_channels)
-    mixing_t = mixing.T
+    mixing = np.ascontiguousarray(pw_weight.reshape(out_channels, middle_channels)).reshape(-1)
+    threads = numba.get_num_threads()
     for n0, n1, oh0, oh1 in chunks(dw_spec.batch, out_height, out_width * middle_channels):
         # the input rows this band reads, and the top padding that is left once they are cut out
         first = oh0 * sh - pad_top
@@ -165,15 +165,20 @@ def run_fused(dw_spec, x, dw_weight, dw_bias, pw_weight, pw_bias, out, activatio
             cpu_depthwise.run_nhwc(band, dw_weight, dw_bias, middle, dw_spec.channel_multiplier, dw_spec.stride,
                                    dw_spec.dilation, start - first, pad_left, dw_spec.activation_code)
             pixels_here = (n1 - n0) * rows * out_width
-            target = out[n0:n1, oh0:oh1].reshape(pixels_here, out_channels)  # contiguous: whole images or one band
-            np.matmul(middle.reshape(pixels_here, middle_channels), mixing_t, out=target)
-            bias_activation_last_inplace(target, pw_bias, activation_code)
+            target = out[n0:n1, oh0:oh1].reshape(-1)  # contiguous: whole images or one band
+            # the pointwise half: target (pixels x C_out) = middle (pixels x C_mid) @ W^T + bias, activated
+            gemm.matmul(middle.reshape(-1), 0, middle_channels, 1, mixing, 0, 1, middle_channels, target, 0,
+                        out_channels, 1, pixels_here, out_channels, middle_channels, pw_bias, False, activation_code,
+                        threads)
         else:
             band = np.ascontiguousarray(x[n0:n1, :, start:stop])
             middle = np.empty((n1 - n0, middle_channels, rows, out_width), x.dtype)
             cpu_depthwise.run_nchw(band, filters, dw_bias, middle, dw_spec.channel_multiplier, dw_spec.stride,
                                    dw_spec.dilation, start - first, pad_left, dw_spec.activation_code)
-            # (images, C_out, band pixels): a strided view of out when the band is part of a plane
-            target = out[n0:n1].reshape(n1 - n0, out_channels, pixels)[:, :, oh0 * out_width:oh1 * out_width]
-            np.matmul(mixing, middle.reshape(n1 - n0, middle_channels, rows * out_width), out=target)
-            bias_activation_inplace(target, pw_bias, activation_code)
+            # the pointwise half, per image: out[n, :, band] (C_out x band pixels, rows `pixels` apart: a band of a
+            # plane) = W (C_out x C_mid) @ middle[n] + bias, activated
+            band_pixels = rows * out_width
+            target = out.reshape(-1)[(n0 * out_channels * pixels + oh0 * out_width):]
+            gemm.matmul(mixing, 0, middle_channels, 1, middle.reshape(-1), middle_channels * band_pixels, band_pixels,
+                        1, target, out_channels * pixels, pixels, n1 - n0, out_channels, band_pixels, middle_channels,
+                        pw_bias, True, activation_code, threads)

@@ -10,14 +10,14 @@ from numbaconv import workloads
 
 
 @pytest.mark.parametrize("x_shape, weight_shape, groups, kernel, family", [
-    ((1, 32, 56, 56), (64, 32, 1, 1), 1, "pointwise_blas", "pointwise"),
+    ((1, 32, 56, 56), (64, 32, 1, 1), 1, "pointwise_gemm", "pointwise"),
     ((1, 32, 56, 56), (32, 1, 3, 3), 32, "depthwise", "depthwise"),
     ((1, 32, 56, 56), (64, 1, 5, 5), 32, "depthwise", "depthwise"),  # channel multiplier 2
     ((1, 128, 56, 56), (128, 4, 3, 3), 32, "grouped", "grouped"),  # ResNeXt: 4 outputs per group, explicit
     ((1, 240, 28, 28), (240, 80, 1, 1), 3, "grouped_blas", "grouped"),  # ShuffleNet grouped 1x1
     ((1, 3, 224, 224), (32, 3, 3, 3), 1, "grouped_blas", "grouped"),  # dense stem
     ((1, 8, 9, 9), (8, 1, 9, 9), 8, "grouped", "depthwise"),  # more taps than the depthwise kernel takes
-    ((1, 1, 8, 8), (1, 1, 1, 1), 1, "pointwise_blas", "pointwise"),  # 1x1 with groups = C_in = 1: pointwise first
+    ((1, 1, 8, 8), (1, 1, 1, 1), 1, "pointwise_gemm", "pointwise"),  # 1x1 with groups = C_in = 1: pointwise first
 ])
 def test_auto_choice(x_shape, weight_shape, groups, kernel, family):
     plan = numbaconv.plan(x_shape, weight_shape, groups=groups, padding="same")
@@ -44,7 +44,7 @@ def test_forcing_a_kernel_and_its_refusal():
 
 def test_algorithms_lists_every_kernel_with_its_scope():
     names = {a.name: a for a in numbaconv.algorithms()}
-    assert {"pointwise", "pointwise_blas", "depthwise", "grouped", "reference"} <= set(names)
+    assert {"pointwise", "pointwise_blas", "pointwise_gemm", "depthwise", "grouped", "reference"} <= set(names)
     assert names["depthwise"].family == "depthwise" and names["depthwise"].device == "cpu"
     assert all(a.description for a in names.values())
 

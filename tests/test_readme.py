@@ -16,7 +16,7 @@ def code_blocks(language):
 def test_usage_example_runs(capsys):
     (example,) = code_blocks("python")
     exec(compile(example, "README.md", "exec"), {})
-    assert capsys.readouterr().out.strip() == "pointwise_blas (8, 64, 56, 56)"
+    assert capsys.readouterr().out.strip() == "pointwise_gemm (8, 64, 56, 56)"
 
 
 def test_ci_runs_the_readme_test_command():

@@ -353,7 +353,7 @@ def test_bench_into_a_closed_pipe_exits_quietly():
 
 # ---- 8. bounded memory --------------------------------------------------------------------------------------
 DEFAULT_PROBLEMS = [  # (x shape, weight shape, options): one per default kernel, with a padded or strided variant
-    ((4, 16, 30, 30), (8, 16, 1, 1), dict(stride=2)),  # pointwise_blas
+    ((4, 16, 30, 30), (8, 16, 1, 1), dict(stride=2)),  # pointwise_gemm
     ((4, 16, 30, 30), (16, 1, 3, 3), dict(groups=16, padding=1)),  # depthwise
     ((4, 16, 30, 30), (16, 1, 3, 3), dict(groups=16, padding=1, stride=2, padding_mode="reflect")),
     ((4, 16, 30, 30), (16, 4, 3, 3), dict(groups=4, padding=1)),  # grouped_blas (im2col)

@@ -10,12 +10,20 @@ C_in x P operand, which for a 1x1 kernel is the strided, padded input itself):
 * ``pointwise_blas``: NumPy's matmul (the machine's BLAS sgemm/dgemm) per batch,
   then one Numba pass for bias and activation.  Packed BLAS micro-kernels are
   several times faster than the explicit loops on this class of shape.
+* ``pointwise_gemm``: numbaconv's own packed GEMM (`numbaconv.cpu.gemm`: AVX-512 register tiles
+  emitted as LLVM vector code) with the bias and activation fused into the blocks' epilogue, on
+  Numba's thread pool alone (no second pool to hand the cores to).  NCHW: ``W @ X[n]`` per image;
+  NHWC: ``X @ W^T`` over the whole batch, W^T read through strides (no transposed copy).
 """
 
 import numpy as np
 
 from ..arrays import pad_input, pad_input_nhwc
 from ..spec import ConvSpec
+import numba
+
+from ..config import GEMV_MIN_DEPTH
+from . import gemm
 from .epilogue import bias_activation_inplace, bias_activation_last_inplace
 from .grouped import grouped_conv_nchw, pack_weights, split_phases
 
@@ -90,3 +98,48 @@ def run_blas_nhwc(spec: ConvSpec, x, weight, bias, out):
     np.matmul(gemm_operand_nhwc(x, spec), weight.reshape(spec.out_channels, spec.in_channels).T, out=product)
     if spec.has_bias or spec.activation is not None:
         bias_activation_last_inplace(product, bias, spec.activation_code)
+
+
+# ---- numbaconv's own GEMM ---------------------------------------------------------------------------------
+def _run_channels_last(spec: ConvSpec, operand, weights, bias, out):
+    """out (rows x C_out) = operand (rows x C_in) @ W^T + bias, activated: NHWC data, and images of one pixel
+    in either layout (NCHW and NHWC are then one memory layout, (N, C)).  One pixel per image with a long
+    reduction is a matrix-vector product per image (`gemm.gemv`: no packing of W, which is read once)."""
+    rows = operand.shape[0]
+    if spec.out_height * spec.out_width == 1 and spec.in_channels >= GEMV_MIN_DEPTH:
+        gemm.gemv(rows * spec.out_channels * spec.in_channels, weights, operand, out.reshape(rows, spec.out_channels),
+                  bias, spec.activation_code, np.zeros((), spec.dtype)[()])
+        return
+    gemm.matmul(np.ascontiguousarray(operand).reshape(-1), 0, spec.in_channels, 1, weights.reshape(-1), 0, 1,
+                spec.in_channels, out.reshape(-1), 0, spec.out_channels, 1, rows, spec.out_channels,
+                spec.in_channels, bias, False, spec.activation_code, numba.get_num_threads())
+
+
+def run_gemm(spec: ConvSpec, x, weight, bias, out):
+    """NCHW: out[n] (C_out x P) = W (C_out x C_in) @ X[n] (C_in x P) + bias, activated."""
+    operand = gemm_operand(x, spec)
+    pixels = operand.shape[2]
+    weights = np.ascontiguousarray(weight.reshape(spec.out_channels, spec.in_channels))
+    if pixels == 1:  # (N, C_in, 1) is (N, C_in): the channels-last product
+        _run_channels_last(spec, operand.reshape(spec.batch, spec.in_channels), weights, bias, out)
+        return
+    gemm.matmul(weights.reshape(-1), 0, spec.in_channels, 1, operand.reshape(-1), spec.in_channels * pixels, pixels, 1,
+                out.reshape(-1), spec.out_channels * pixels, pixels, spec.batch, spec.out_channels, pixels,
+                spec.in_channels, bias, True, spec.activation_code, numba.get_num_threads())
+
+
+def run_gemm_nhwc(spec: ConvSpec, x, weight, bias, out):
+    """NHWC: out (N*P x C_out) = X (N*P x C_in) @ W^T (C_in x C_out) + bias, W^T read in place."""
+    weights = np.ascontiguousarray(weight.reshape(spec.out_channels, spec.in_channels))
+    _run_channels_last(spec, gemm_operand_nhwc(x, spec), weights, bias, out)
+
+
+def workspace_gemm(spec: ConvSpec) -> int:
+    """Bytes of `run_gemm`'s temporaries: the operand copy (padded or strided input) and the GEMM's packing."""
+    pixels = spec.out_height * spec.out_width
+    threads = numba.config.NUMBA_NUM_THREADS
+    if spec.layout == "NHWC":
+        packing = gemm.workspace(1, spec.batch * pixels, spec.out_channels, spec.in_channels, spec.dtype, threads)
+    else:
+        packing = gemm.workspace(spec.batch, spec.out_channels, pixels, spec.in_channels, spec.dtype, threads)
+    return workspace_blas(spec) + packing

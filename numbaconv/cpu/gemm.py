@@ -1,0 +1,254 @@
+"""A packed, cache-blocked GEMM with the convolution's epilogue: ``C = activate(A @ B + bias)``.
+
+The explicit kernel behind ``pointwise_gemm``: NCHW pointwise is ``out[n] (C_out x P) = W (C_out x C_in)
+@ X[n] (C_in x P)`` per image, NHWC pointwise ``out (N*P x C_out) = X (N*P x C_in) @ W^T (C_in x C_out)``:
+one kernel, A and B read through arbitrary strides (so W^T needs no transposed copy).
+
+Blocking (GotoBLAS / BLIS style), per parallel task = (batch item, block of BLOCK_ROWS rows of C, block of
+BLOCK_COLUMNS columns of C):
+
+    for each K block of GEMM_DEPTH:
+        pack A's rows of the block into panels of TILE_ROWS  (k-major: a panel's k step is contiguous)
+        pack B's columns of the block into panels of the tile's width (k-major, zero-padded at the edge)
+        for each A panel:                              # the panel (TILE_ROWS x GEMM_DEPTH) stays in L1
+            for each B panel:                          # streamed from L2
+                simd.tile(...)                         # TILE_ROWS x (TILE_VECTORS x 16) accumulators in registers
+    bias + activation over the block, while it is in cache
+
+The K blocks' partial sums are added into C, so a long reduction is summed in blocks of GEMM_DEPTH
+(the error of a GEMM_DEPTH-term dot product per block, like BLAS).  Tasks own their block of C: no
+two threads write one place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..config import FASTMATH, GEMM_BLOCK_COLUMNS, GEMM_BLOCK_ROWS, GEMM_DEPTH, GEMM_TILE_ROWS, GEMM_TILE_VECTORS
+from .epilogue import activate
+from .simd import VECTOR_BYTES, tile
+from .twins import Twins
+
+_U = np.uint64
+
+
+def tile_columns(dtype) -> int:
+    """Columns of one register tile: GEMM_TILE_VECTORS vectors of 64 bytes."""
+    return GEMM_TILE_VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+@njit(inline="always", cache=True)
+def _pack_rows(a, a_row, a_k, first_row, rows, k0, kc, panels, out, out_offset, out_depth):
+    """A's rows [first_row, first_row + rows), columns [k0, k0 + kc) as panels of TILE_ROWS rows:
+    out[out_offset + (p*out_depth + k)*TILE_ROWS + r] = a[(first_row + p*TILE_ROWS + r)*a_row + (k0 + k)*a_k],
+    zero past the last row.  (``a`` already offset to the batch item.)"""
+    for p in range(panels):
+        valid = min(GEMM_TILE_ROWS, rows - p * GEMM_TILE_ROWS)
+        base = out_offset + p * out_depth * GEMM_TILE_ROWS
+        source = (first_row + p * GEMM_TILE_ROWS) * a_row + k0 * a_k
+        for k in range(kc):  # contiguous writes; the reads walk TILE_ROWS rows of A in step
+            target = base + k * GEMM_TILE_ROWS
+            column = source + k * a_k
+            for r in range(valid):
+                out[_U(target + r)] = a[_U(column + r * a_row)]
+            for r in range(valid, GEMM_TILE_ROWS):
+                out[_U(target + r)] = 0
+
+
+@njit(inline="always", cache=True)
+def _pack_columns(b, b_k, b_column, first_column, columns, k0, kc, panels, width, out, out_offset, out_depth):
+    """B's rows [k0, k0 + kc), columns [first_column, first_column + columns) as panels of ``width`` columns:
+    out[out_offset + (q*out_depth + k)*width + l] = b[(k0 + k)*b_k + (first_column + q*width + l)*b_column],
+    zero past the last column."""
+    for q in range(panels):
+        valid = min(width, columns - q * width)
+        for k in range(kc):
+            target = out_offset + (q * out_depth + k) * width
+            source = (k0 + k) * b_k + (first_column + q * width) * b_column
+            if b_column == 1:
+                for l in range(valid):
+                    out[_U(target + l)] = b[_U(source + l)]
+            else:
+                for l in range(valid):
+                    out[_U(target + l)] = b[_U(source + l * b_column)]
+            for l in range(valid, width):
+                out[_U(target + l)] = 0
+
+
+def _pack_shared(operand, stride_outer, stride_k, extent, depth, is_a, width, out):
+    """The whole shared operand (the one all tasks read: the weights) packed once, in parallel over panels:
+    A as row panels over the full depth, or B as column panels."""
+    size = GEMM_TILE_ROWS if is_a else width
+    panels = (extent + size - 1) // size
+    for p in prange(panels):
+        if is_a:
+            _pack_rows(operand, stride_outer, stride_k, p * size, min(size, extent - p * size), 0, depth, 1, out,
+                       p * depth * size, depth)
+        else:
+            _pack_columns(operand, stride_k, stride_outer, p * size, min(size, extent - p * size), 0, depth, 1,
+                          width, out, p * depth * size, depth)
+
+
+pack_shared = Twins(_pack_shared)
+
+
+def _gemm(a, a_batch, a_row, a_k, b, b_batch, b_k, b_column, c, c_batch, c_row, batch, rows, columns, depth,
+          shared, shared_is_a, pack_own, bias, bias_per_row, act, block_rows, block_columns):
+    """c[n*c_batch + i*c_row + j] = activate(sum_k A[n, i, k] * B[n, k, j] + bias[i or j]) for n < batch,
+    i < rows, j < columns, k < depth, where A[n, i, k] = a[n*a_batch + i*a_row + k*a_k] and
+    B[n, k, j] = b[n*b_batch + k*b_k + j*b_column] (a, b, c flat; any strides but C's unit column stride).
+
+    ``shared`` is one operand (A if ``shared_is_a``, else B) packed once by `pack_shared` (it must be the
+    same for every batch item: the weights); each task packs its block of the other operand per K block
+    (A only where ``pack_own``: rows of A contiguous in k can be read in place).
+    ``block_rows`` is a multiple of GEMM_TILE_ROWS, ``block_columns`` of the tile's columns."""
+    width = GEMM_TILE_VECTORS * (VECTOR_BYTES // c.itemsize)  # columns of a register tile
+    row_blocks = (rows + block_rows - 1) // block_rows
+    column_blocks = (columns + block_columns - 1) // block_columns
+    for task in prange(batch * row_blocks * column_blocks):
+        column_block = task % column_blocks
+        rest = task // column_blocks
+        row_block = rest % row_blocks
+        n = rest // row_blocks
+        i0 = row_block * block_rows
+        j0 = column_block * block_columns
+        block_height = min(block_rows, rows - i0)
+        block_width = min(block_columns, columns - j0)
+        a_panels = (block_height + GEMM_TILE_ROWS - 1) // GEMM_TILE_ROWS
+        b_panels = (block_width + width - 1) // width
+        own = np.empty((b_panels * width if shared_is_a else (a_panels * GEMM_TILE_ROWS if pack_own else 0))
+                       * GEMM_DEPTH, dtype=c.dtype)
+        c_block = n * c_batch + i0 * c_row + j0
+        if depth == 0:  # an empty reduction: the epilogue sees zeros
+            for r in range(block_height):
+                for j in range(block_width):
+                    c[_U(c_block + r * c_row + j)] = 0
+        for k0 in range(0, depth, GEMM_DEPTH):
+            kc = min(GEMM_DEPTH, depth - k0)
+            # where tile p's A starts and how it is strided: a shared or own packed panel, or A in place
+            if shared_is_a:  # this task's columns of B, packed k-major; A's panels from the shared packing
+                _pack_columns(b[n * b_batch:], b_k, b_column, j0, block_width, k0, kc, b_panels, width, own, 0, kc)
+                a_source = shared
+                a_first, a_panel, a_r, a_kk = ((i0 // GEMM_TILE_ROWS) * depth + k0) * GEMM_TILE_ROWS, \
+                    depth * GEMM_TILE_ROWS, 1, GEMM_TILE_ROWS
+                b_source, b_first, b_panel = own, 0, kc * width
+            else:
+                if pack_own:
+                    _pack_rows(a[n * a_batch:], a_row, a_k, i0, block_height, k0, kc, a_panels, own, 0, kc)
+                    a_source = own
+                    a_first, a_panel, a_r, a_kk = 0, kc * GEMM_TILE_ROWS, 1, GEMM_TILE_ROWS
+                else:
+                    a_source = a
+                    a_first, a_panel, a_r, a_kk = n * a_batch + i0 * a_row + k0 * a_k, GEMM_TILE_ROWS * a_row, a_row, a_k
+                b_source, b_first, b_panel = shared, ((j0 // width) * depth + k0) * width, depth * width
+            for q in range(b_panels):
+                for p in range(a_panels):
+                    tile(a_source, a_first + p * a_panel, a_r, a_kk, b_source, b_first + q * b_panel,
+                         c, c_block + p * GEMM_TILE_ROWS * c_row + q * width, c_row, kc,
+                         block_height - p * GEMM_TILE_ROWS, block_width - q * width, k0 > 0,
+                         GEMM_TILE_ROWS, GEMM_TILE_VECTORS)
+        # the epilogue while the block is in cache: bias per row (NCHW: rows are output channels) or per column
+        for r in range(block_height):
+            start = c_block + r * c_row
+            if bias_per_row:
+                value = bias[i0 + r]
+                for j in range(block_width):
+                    c[_U(start + j)] = activate(c[_U(start + j)] + value, act)
+            else:
+                for j in range(block_width):
+                    c[_U(start + j)] = activate(c[_U(start + j)] + bias[j0 + j], act)
+
+
+gemm = Twins(_gemm, fastmath=FASTMATH)
+
+
+def _gemv(w, x, out, bias, act, zero):
+    """out[n, i] = activate(sum_k w[i, k] * x[n, k] + bias[i]): a 1x1 convolution of images one pixel large
+    (squeeze-and-excitation layers), where a GEMM tile would be 1/12 full and packing W costs more than reading
+    it once.  Each output a dot product along W's contiguous rows; the sum is reassociated into SIMD lanes
+    (fastmath 'reassoc': another order, within the same error bound)."""
+    rows, depth = w.shape
+    for task in prange(x.shape[0] * rows):
+        n = task // rows
+        i = task % rows
+        acc = zero
+        for k in range(depth):
+            acc += w[i, k] * x[n, k]
+        out[n, i] = activate(acc + bias[i], act)
+
+
+gemv = Twins(_gemv, fastmath={"contract", "reassoc"})
+
+
+def blocks(batch: int, rows: int, columns: int, dtype, threads: int, shared_is_a: bool) -> tuple[int, int]:
+    """``(block_rows, block_columns)`` of C per task: at most GEMM_BLOCK_ROWS x GEMM_BLOCK_COLUMNS, cut into
+    equal parts until there are 4 tasks per thread where the problem has that many tiles -- the dimension
+    of the per-task operand first (columns when A is the shared one), so that the shared operand's
+    panels are read by as few tasks as possible."""
+    width = tile_columns(dtype)
+    row_tiles, column_tiles = max(1, -(-rows // GEMM_TILE_ROWS)), max(1, -(-columns // width))  # empty: one
+    row_parts = -(-row_tiles * GEMM_TILE_ROWS // GEMM_BLOCK_ROWS)
+    column_parts = -(-column_tiles * width // GEMM_BLOCK_COLUMNS)
+    while batch * row_parts * column_parts < 4 * threads and (row_parts < row_tiles or column_parts < column_tiles):
+        grow_columns = column_parts < column_tiles and (shared_is_a or row_parts == row_tiles)
+        if grow_columns:
+            column_parts += 1
+        else:
+            row_parts += 1
+    return -(-row_tiles // row_parts) * GEMM_TILE_ROWS, -(-column_tiles // column_parts) * width
+
+
+def share_a(rows: int, columns: int, depth: int) -> bool:
+    """Pack A once for all tasks (and B per task) when A is the smaller operand: the weights of a layer with
+    many pixels.  Else B is shared: a layer whose weights outweigh its pixels (7x7) reads them once."""
+    return rows * depth <= columns * depth
+
+
+def shared_size(extent: int, depth: int, is_a: bool, dtype) -> int:
+    """Elements of `pack_shared`'s output for an operand of ``extent`` rows (A) or columns (B)."""
+    size = GEMM_TILE_ROWS if is_a else tile_columns(dtype)
+    return -(-extent // size) * size * max(depth, 1)
+
+
+def matmul(a, a_batch, a_row, a_k, b, b_batch, b_k, b_column, c, c_batch, c_row, batch, rows, columns, depth, bias,
+           bias_per_row, act, threads):
+    """`_gemm` on flat arrays (see there for the strides), choosing the shared operand (`share_a`), packing it,
+    and the task blocks.  The shared operand must be the same for every batch item; where it is not, each
+    item is its own call."""
+    if batch == 0 or rows == 0 or columns == 0:
+        return
+    shared_is_a = share_a(rows, columns, depth)
+    if batch > 1 and (b_batch if not shared_is_a else a_batch) != 0:  # the shared operand differs per item
+        for n in range(batch):
+            matmul(a[n * a_batch:], 0, a_row, a_k, b[n * b_batch:], 0, b_k, b_column, c[n * c_batch:], 0, c_row, 1,
+                   rows, columns, depth, bias, bias_per_row, act, threads)
+        return
+    width = tile_columns(c.dtype)
+    if shared_is_a:
+        shared = np.empty(shared_size(rows, depth, True, c.dtype), c.dtype)
+        pack_shared(rows * depth, a, a_row, a_k, rows, depth, True, width, shared)
+    else:
+        shared = np.empty(shared_size(columns, depth, False, c.dtype), c.dtype)
+        pack_shared(columns * depth, b, b_column, b_k, columns, depth, False, width, shared)
+    block_rows, block_columns = blocks(batch, rows, columns, c.dtype, threads, shared_is_a)
+    gemm(batch * rows * columns * max(depth, 1), a, a_batch, a_row, a_k, b, b_batch, b_k, b_column, c, c_batch, c_row,
+         batch, rows, columns, depth, shared, shared_is_a, pack_rows_of_a(a_row, a_k, c.dtype), bias, bias_per_row,
+         act, block_rows, block_columns)
+
+
+def pack_rows_of_a(a_row: int, a_k: int, dtype) -> bool:
+    """Whether tasks pack their rows of A (when B is shared) or read A in place: in place when each row is
+    contiguous in k, unless the rows are a multiple of 4 KiB apart (the tile's TILE_ROWS streams would then
+    share L1 sets and evict each other)."""
+    return a_k != 1 or (a_row * np.dtype(dtype).itemsize) % 4096 == 0
+
+
+def workspace(batch: int, rows: int, columns: int, depth: int, dtype, threads: int) -> int:
+    """Bytes of `matmul`'s temporaries: the shared operand's packing and each running task's panels."""
+    itemsize = np.dtype(dtype).itemsize
+    shared_is_a = share_a(rows, columns, depth)
+    shared = shared_size(rows if shared_is_a else columns, depth, shared_is_a, dtype)
+    block_rows, block_columns = blocks(batch, rows, columns, dtype, threads, shared_is_a)
+    own = (block_columns if shared_is_a else block_rows) * GEMM_DEPTH
+    return (shared + threads * own) * itemsize

@@ -1,0 +1,146 @@
+"""A GEMM register tile written as LLVM vector code: the one place numbaconv leaves plain loops.
+
+Numba has no SIMD types, and LLVM does not keep a large accumulator tile in registers when it is
+written as loops over a small array (the tile is spilled and reloaded at every multiply-add), nor
+does it pick 512-bit vectors on CPUs it tunes for 256 ("prefer-256-bit", most Intel server parts).
+`tile` is a Numba intrinsic that emits the micro-kernel directly: ``rows x vectors`` accumulators of
+one 64-byte vector each (16 float32 / 8 float64 lanes) held in registers across the whole reduction,
+
+    for k in range(kc):
+        b[v]  = load packed_b[k, v*L : (v+1)*L]                 # `vectors` unit-stride vector loads
+        for r in range(rows):
+            a = broadcast packed_a[k, r]                         # one scalar, splat to all lanes
+            acc[r][v] = fma(a, b[v], acc[r][v])                 # rows x vectors FMAs per k
+
+then stored (added to what is there for the second and later K blocks) with lane masks, so a tile at
+the matrix's right edge neither reads nor writes past its last column, and rows past ``row_count`` are
+skipped.  With 12 rows x 2 vectors, 24 accumulators + 2 B vectors + 1 broadcast fill 27 of AVX-512's
+32 vector registers; each k step is 2 loads + 12 broadcasts for 24 FMAs.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+VECTOR_BYTES = 64  # AVX-512; on narrower machines LLVM splits the vectors (correct, just not faster)
+
+
+def _splat(builder, value, vector_type):
+    """``value`` in every lane of a vector of ``vector_type``."""
+    lanes = vector_type.count
+    undef = ir.Constant(vector_type, ir.Undefined)
+    single = builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(single, undef, ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+
+
+@intrinsic
+def tile(typingctx, a, a_offset, a_row, a_k, packed_b, b_offset, c, c_offset, c_row, kc, row_count, columns,
+         accumulate, rows, vectors):
+    """c[c_offset + r*c_row + j] (+)= sum_k a[a_offset + r*a_row + k*a_k] * packed_b[b_offset + k*N + j]
+
+    for r < min(rows, row_count), j < min(columns, N), k < kc, where N = vectors x lanes; ``rows`` and
+    ``vectors`` are compile-time constants (integer literals).  A is read through strides (a packed panel:
+    a_row = 1, a_k = rows; or the matrix itself: rows past ``row_count`` read the last valid row instead).
+    ``accumulate`` adds to c (K blocks after the first), else c is overwritten."""
+    if not (isinstance(rows, types.IntegerLiteral) and isinstance(vectors, types.IntegerLiteral)):
+        return None
+    n_rows, n_vectors = rows.literal_value, vectors.literal_value
+    signature = types.void(a, a_offset, a_row, a_k, packed_b, b_offset, c, c_offset, c_row, kc, row_count, columns,
+                           accumulate, rows, vectors)
+
+    def codegen(context, builder, sig, args):
+        (a_array, a_offset, a_row, a_k, b_array, b_offset, c_array, c_offset, c_row, kc, row_count, columns,
+         accumulate, _, _) = args
+        scalar = context.get_data_type(sig.args[0].dtype)
+        lanes = VECTOR_BYTES // context.get_abi_sizeof(scalar)
+        vector = ir.VectorType(scalar, lanes)
+        pointer = vector.as_pointer()
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        mask_type = ir.VectorType(ir.IntType(1), lanes)
+        name = f"v{lanes}{'f32' if isinstance(scalar, ir.FloatType) else 'f64'}"
+        module = builder.module
+        fma = cgutils.get_or_insert_function(module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.{name}")
+        masked_load = cgutils.get_or_insert_function(
+            module, ir.FunctionType(vector, [pointer, i32, mask_type, vector]), f"llvm.masked.load.{name}.p0")
+        masked_store = cgutils.get_or_insert_function(
+            module, ir.FunctionType(ir.VoidType(), [vector, pointer, i32, mask_type]), f"llvm.masked.store.{name}.p0")
+        a_data = context.make_array(sig.args[0])(context, builder, a_array).data
+        b_data = context.make_array(sig.args[4])(context, builder, b_array).data
+        c_data = context.make_array(sig.args[6])(context, builder, c_array).data
+        zero = ir.Constant(vector, None)
+        # accumulators: allocas in the entry block, promoted to registers by LLVM (mem2reg)
+        acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(n_vectors)] for _ in range(n_rows)]
+        b_step = ir.Constant(i64, n_vectors * lanes)
+        # row r's offset in A, hoisted out of the k loop; rows past row_count read the last valid row (in bounds
+        # of A read in place; their results are never stored)
+        last = builder.sub(row_count, ir.Constant(i64, 1))
+        a_rows = [builder.mul(builder.select(builder.icmp_signed("<", ir.Constant(i64, r), row_count),
+                                             ir.Constant(i64, r), last), a_row) for r in range(n_rows)]
+        with cgutils.for_range(builder, kc) as loop:
+            k = loop.index
+            a_column = builder.add(a_offset, builder.mul(k, a_k))
+            b_row = builder.add(b_offset, builder.mul(k, b_step))
+            b = [builder.load(builder.bitcast(builder.gep(b_data, [builder.add(b_row, ir.Constant(i64, v * lanes))]),
+                                              pointer), align=context.get_abi_sizeof(scalar))
+                 for v in range(n_vectors)]
+            for r in range(n_rows):
+                a = _splat(builder, builder.load(builder.gep(a_data, [builder.add(a_column, a_rows[r])])), vector)
+                for v in range(n_vectors):
+                    builder.store(builder.call(fma, [a, b[v], builder.load(acc[r][v])]), acc[r][v])
+        # lane masks: lane l of vector v holds column v*lanes + l, kept while < columns
+        limit = _splat(builder, columns, ir.VectorType(i64, lanes))
+        masks = [builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes), [v * lanes + l for l in range(lanes)]),
+                                     limit) for v in range(n_vectors)]
+        alignment = ir.Constant(i32, context.get_abi_sizeof(scalar))
+        for r in range(n_rows):
+            with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, r), row_count), likely=True):
+                row = builder.add(c_offset, builder.mul(ir.Constant(i64, r), c_row))
+                for v in range(n_vectors):
+                    address = builder.bitcast(builder.gep(c_data, [builder.add(row, ir.Constant(i64, v * lanes))]),
+                                              pointer)
+                    value = builder.load(acc[r][v])
+                    with builder.if_else(accumulate) as (add, overwrite):
+                        with add:
+                            old = builder.call(masked_load, [address, alignment, masks[v], zero])
+                            builder.call(masked_store, [builder.fadd(value, old), address, alignment, masks[v]])
+                        with overwrite:
+                            builder.call(masked_store, [value, address, alignment, masks[v]])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@intrinsic
+def fma_chains(typingctx, out, iterations, chains):
+    """``chains`` (a compile-time constant) independent chains of vector FMAs, ``iterations`` long, each on
+    one 64-byte vector: acc = fma(acc, a, b), with a and b chosen so that values stay finite; the chains'
+    first lanes are written to out[0:chains] so that nothing is optimized away.  2 x lanes x chains x
+    iterations FLOPs: the machine's FMA peak when there are enough chains to cover the FMA latency."""
+    if not isinstance(chains, types.IntegerLiteral):
+        return None
+    count = chains.literal_value
+    signature = types.void(out, iterations, chains)
+
+    def codegen(context, builder, sig, args):
+        out_array, iterations, _ = args
+        scalar = context.get_data_type(sig.args[0].dtype)
+        lanes = VECTOR_BYTES // context.get_abi_sizeof(scalar)
+        vector = ir.VectorType(scalar, lanes)
+        name = f"v{lanes}{'f32' if isinstance(scalar, ir.FloatType) else 'f64'}"
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.{name}")
+        a = ir.Constant(vector, [0.999999] * lanes)
+        b = ir.Constant(vector, [1e-6] * lanes)
+        acc = [cgutils.alloca_once_value(builder, ir.Constant(vector, [float(c) * 1e-3] * lanes)) for c in range(count)]
+        with cgutils.for_range(builder, iterations):
+            for c in range(count):
+                builder.store(builder.call(fma, [builder.load(acc[c]), a, b]), acc[c])
+        data = context.make_array(sig.args[0])(context, builder, out_array).data
+        for c in range(count):
+            value = builder.extract_element(builder.load(acc[c]), ir.Constant(ir.IntType(32), 0))
+            builder.store(value, builder.gep(data, [ir.Constant(ir.IntType(64), c)]))
+        return context.get_dummy_value()
+
+    return signature, codegen
