@@ -216,8 +216,9 @@ def band_input(x: np.ndarray, spec: ConvSpec, images: slice, first_row: int, row
     x = x[images]
     if band.in_height == spec.in_height and band.padding == spec.padding:
         return band, x
-    start = first_row * spec.stride[0] - spec.padding[0]
-    positions = source_positions(spec.in_height, -start, band.in_height, 0, 1, 1, spec.padding_mode)
+    start = first_row * spec.stride[0] - spec.padding[0]  # the band's first padded row, in input rows
+    positions = padded_reads(np.arange(start, start + band.in_height, dtype=np.int64), spec.in_height,
+                             spec.padding_mode)
     return band, _take(x, positions, 2 if layout == "NCHW" else 1)
 
 

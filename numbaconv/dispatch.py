@@ -356,8 +356,10 @@ def plan(x_shape, weight_shape, bias=False, stride=1, padding=0, dilation=1, gro
     spec = problem_from_shapes(x_shape, weight_shape, bias, stride, padding, dilation, groups, dtype=dtype,
                                padding_mode=padding_mode, activation=activation, layout=layout)
     chosen, reason = select(spec, algorithm, device or "cpu")
-    kernel_spec = spec.kernel_view[0]
-    images, rows = pieces(chosen, kernel_spec)
-    workspace = chosen.workspace(kernel_spec.band(min(images, kernel_spec.batch), rows)) if chosen.device == "cpu" else 0
+    workspace = 0
+    if chosen.device == "cpu":  # as run_bounded would run it: the temporaries of one piece
+        kernel_spec = spec.kernel_view[0]
+        images, rows = pieces(chosen, kernel_spec)
+        workspace = chosen.workspace(kernel_spec.band(min(images, kernel_spec.batch), rows))
     return Plan(kernel=chosen.name, reason=reason, device=chosen.device, family=spec.family,
                 out_shape=spec.out_shape, spec=spec, workspace_bytes=workspace, **cost.summary(spec))

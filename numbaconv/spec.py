@@ -176,6 +176,12 @@ class ConvSpec:
         return (self.in_width + left + right - span) // self.stride[1] + 1
 
     @property
+    def padded_elements(self) -> int:
+        """Elements of the padded input, N x C_in x (H + top + bottom) x (W + left + right)."""
+        top, bottom, left, right = self.padding
+        return self.batch * self.in_channels * (self.in_height + top + bottom) * (self.in_width + left + right)
+
+    @property
     def in_channels_per_group(self) -> int:
         return self.in_channels // self.groups
 
@@ -243,7 +249,7 @@ class ConvSpec:
           padding or dilation, or a stride far larger than the kernel -- is **gathered**: the kernels
           see, per output o and tap t, the one input position o*stride + t*dilation - padding reads
           (zero, or the padding mode's copy of an input pixel), a size of outputs x taps with
-          stride = taps, dilation 1 and no padding (`numbaconv.arrays.gather`);
+          stride = taps, dilation 1 and no padding (`numbaconv.arrays.kernel_input` gathers it);
         * on the others a stride larger than the window's last start is lowered to it (same output).
 
         Ordinary layers are returned unchanged (the spec itself).

@@ -338,9 +338,7 @@ def workspace(spec) -> int:
     staging buffers are a few tens of KiB per thread), the padded input for the other padding modes."""
     if spec.padding_mode == "zeros" or not spec.has_padding:
         return 0
-    top, bottom, left, right = spec.padding
-    padded = spec.batch * spec.in_channels * (spec.in_height + top + bottom) * (spec.in_width + left + right)
-    return padded * spec.dtype.itemsize
+    return spec.padded_elements * spec.dtype.itemsize
 
 
 def run_nchw(x, filters, bias, out, multiplier, stride, dilation, pad_top, pad_left, act):

@@ -4,15 +4,15 @@ The explicit kernel behind ``pointwise_gemm``: NCHW pointwise is ``out[n] (C_out
 @ X[n] (C_in x P)`` per image, NHWC pointwise ``out (N*P x C_out) = X (N*P x C_in) @ W^T (C_in x C_out)``:
 one kernel, A and B read through arbitrary strides (so W^T needs no transposed copy).
 
-Blocking (GotoBLAS / BLIS style), per parallel task = (batch item, block of BLOCK_ROWS rows of C, block of
-BLOCK_COLUMNS columns of C):
+Blocking (GotoBLAS / BLIS style).  The smaller operand (`share_a`: the weights, or for 7x7 layers the
+pixels) is packed once for all tasks (`pack_shared`: k-major panels, zero-padded at the edge); then per
+parallel task = (batch item, block of at most GEMM_BLOCK_ROWS rows x GEMM_BLOCK_COLUMNS columns of C):
 
     for each K block of GEMM_DEPTH:
-        pack A's rows of the block into panels of TILE_ROWS  (k-major: a panel's k step is contiguous)
-        pack B's columns of the block into panels of the tile's width (k-major, zero-padded at the edge)
-        for each A panel:                              # the panel (TILE_ROWS x GEMM_DEPTH) stays in L1
-            for each B panel:                          # streamed from L2
-                simd.tile(...)                         # TILE_ROWS x (TILE_VECTORS x 16) accumulators in registers
+        pack this block of the other operand          # B's columns; or A's rows (unless read in place)
+        for each B panel:                             # the panel (GEMM_DEPTH x tile width) stays in L1
+            for each A panel:                         # streamed from L2
+                simd.tile(...)                        # TILE_ROWS x (TILE_VECTORS x 16) accumulators in registers
     bias + activation over the block, while it is in cache
 
 The K blocks' partial sums are added into C, so a long reduction is summed in blocks of GEMM_DEPTH
@@ -199,10 +199,10 @@ def blocks(batch: int, rows: int, columns: int, dtype, threads: int, shared_is_a
     return -(-row_tiles // row_parts) * GEMM_TILE_ROWS, -(-column_tiles // column_parts) * width
 
 
-def share_a(rows: int, columns: int, depth: int) -> bool:
+def share_a(rows: int, columns: int) -> bool:
     """Pack A once for all tasks (and B per task) when A is the smaller operand: the weights of a layer with
     many pixels.  Else B is shared: a layer whose weights outweigh its pixels (7x7) reads them once."""
-    return rows * depth <= columns * depth
+    return rows <= columns  # A is rows x depth, B depth x columns
 
 
 def shared_size(extent: int, depth: int, is_a: bool, dtype) -> int:
@@ -218,7 +218,7 @@ def matmul(a, a_batch, a_row, a_k, b, b_batch, b_k, b_column, c, c_batch, c_row,
     item is its own call."""
     if batch == 0 or rows == 0 or columns == 0:
         return
-    shared_is_a = share_a(rows, columns, depth)
+    shared_is_a = share_a(rows, columns)
     if batch > 1 and (b_batch if not shared_is_a else a_batch) != 0:  # the shared operand differs per item
         for n in range(batch):
             matmul(a[n * a_batch:], 0, a_row, a_k, b[n * b_batch:], 0, b_k, b_column, c[n * c_batch:], 0, c_row, 1,
@@ -247,7 +247,7 @@ def pack_rows_of_a(a_row: int, a_k: int, dtype) -> bool:
 def workspace(batch: int, rows: int, columns: int, depth: int, dtype, threads: int) -> int:
     """Bytes of `matmul`'s temporaries: the shared operand's packing and each running task's panels."""
     itemsize = np.dtype(dtype).itemsize
-    shared_is_a = share_a(rows, columns, depth)
+    shared_is_a = share_a(rows, columns)
     shared = shared_size(rows if shared_is_a else columns, depth, shared_is_a, dtype)
     block_rows, block_columns = blocks(batch, rows, columns, dtype, threads, shared_is_a)
     own = (block_columns if shared_is_a else block_rows) * GEMM_DEPTH

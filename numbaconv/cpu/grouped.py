@@ -217,15 +217,10 @@ def _im2col(padded, columns, kernel_height, kernel_width, stride_h, stride_w, di
 im2col = Twins(_im2col)
 
 
-def _padded_elements(spec) -> int:
-    top, bottom, left, right = spec.padding
-    return spec.batch * spec.in_channels * (spec.in_height + top + bottom) * (spec.in_width + left + right)
-
-
 def workspace(spec) -> int:
     """Bytes of temporaries of the implicit-GEMM kernel for a C-contiguous x: the padded input (if padded),
     its phase-split copy and the packed weights."""
-    padded = _padded_elements(spec)
+    padded = spec.padded_elements
     phased = padded + spec.batch * spec.in_channels * (TILE_PIXELS + spec.stride[1])  # + slack rows
     packed = spec.groups * (-(-spec.out_channels_per_group // TILE_CO) * TILE_CO) * spec.reduction_length
     return ((padded if spec.has_padding else 0) + phased + packed) * spec.dtype.itemsize
@@ -237,7 +232,7 @@ def workspace_blas(spec) -> int:
     if spec.kernel_height == spec.kernel_width == 1 and spec.stride == (1, 1) and not spec.has_padding:
         return 0
     columns = spec.batch * spec.in_channels * spec.kernel_height * spec.kernel_width * spec.out_height * spec.out_width
-    return ((_padded_elements(spec) if spec.has_padding else 0) + columns) * spec.dtype.itemsize
+    return ((spec.padded_elements if spec.has_padding else 0) + columns) * spec.dtype.itemsize
 
 
 def gemm_columns(spec, x):

@@ -16,13 +16,12 @@ C_in x P operand, which for a 1x1 kernel is the strided, padded input itself):
   NHWC: ``X @ W^T`` over the whole batch, W^T read through strides (no transposed copy).
 """
 
+import numba
 import numpy as np
 
 from ..arrays import pad_input, pad_input_nhwc
-from ..spec import ConvSpec
-import numba
-
 from ..config import GEMV_MIN_DEPTH
+from ..spec import ConvSpec
 from . import gemm
 from .epilogue import bias_activation_inplace, bias_activation_last_inplace
 from .grouped import grouped_conv_nchw, pack_weights, split_phases
@@ -37,15 +36,10 @@ def gemm_operand(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     return np.ascontiguousarray(padded).reshape(spec.batch, spec.in_channels, spec.out_height * spec.out_width)
 
 
-def _padded_elements(spec: ConvSpec) -> int:
-    top, bottom, left, right = spec.padding
-    return spec.batch * spec.in_channels * (spec.in_height + top + bottom) * (spec.in_width + left + right)
-
-
 def workspace_blas(spec: ConvSpec) -> int:
     """Bytes of temporaries of `run_blas` / `run_blas_nhwc` for a C-contiguous x: the padded input (if
     padded) and its stride-subsampled copy (if strided)."""
-    elements = _padded_elements(spec) if spec.has_padding else 0
+    elements = spec.padded_elements if spec.has_padding else 0
     if spec.stride != (1, 1):
         elements += spec.batch * spec.in_channels * spec.out_height * spec.out_width
     return elements * spec.dtype.itemsize
