@@ -26,17 +26,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import api, cost, dispatch, reference, workloads
+from . import api, cost, dispatch, peers, reference, timing, workloads
 
 
 def median_seconds(fn, repeat: int) -> float:
-    fn()  # warm-up: caches, thread pools, page faults
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """A warm-up call, then the median of ``repeat`` back-to-back calls (no settle pause)."""
+    return statistics.median(timing.back_to_back(fn, repeat, settle_s=0))
 
 
 def torch_or_none():
@@ -74,6 +69,20 @@ class Row:
     blas_s: float | None = None
     fraction_of_blas: float | None = None  # BLAS time / ours on the same GEMM: 1 = as fast as BLAS
     direction: str = "forward"  # or "backward": grad input + grad weight + grad bias from grad_output
+    layout: str = "NCHW"  # numbaconv's data layout in this row
+    p99_s: float | None = None  # 99th percentile of the back-to-back calls
+    gap_s: float | None = None  # median time of a call after an idle gap (`numbaconv.timing`)
+    gap_p99_s: float | None = None
+    error: float | None = None  # numbaconv's largest error / the largest |output| (float64 reference)
+    # every peer library and layout timed in its own process: "<peer>_<layout>" -> {median_s, p99_s,
+    # gap_median_s, gap_p99_s, error, setting}; median_s is None for a peer whose output was wrong
+    peers: dict | None = None
+    best_peer: str | None = None  # the fastest correct peer and layout ("openvino_nhwc")
+    best_peer_s: float | None = None
+    speedup_vs_best_peer: float | None = None  # best peer's time / ours: above 1, numbaconv faster
+    best_peer_gap_s: float | None = None  # that peer's median after an idle gap
+    gap_speedup_vs_best_peer: float | None = None  # after a gap: that peer's time / ours
+    notes: str | None = None  # peers left out, and why
 
 
 def problem(layer: workloads.Layer, batch: int, dtype):
@@ -293,10 +302,14 @@ def cuda_contenders(layer: workloads.Layer, batch: int = 1, dtype="float32", tor
 def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat: int = 10,
                 reference_repeat: int = 3, torch_module=None, limits: dict | None = None,
                 first_calls: dict | None = None, device: str = "cpu", layout: str = "NCHW",
-                backward: bool = False) -> Row:
+                backward: bool = False, peer_processes: dict | None = None, gap_rounds: int = 0) -> Row:
     """Time one layer on every contender (its backward pass with ``backward``).  ``first_calls``
     (kernel name -> seconds) collects each kernel's first call across a run; ``limits`` (from
-    `numbaconv.limits.measure`) gives the roofs."""
+    `numbaconv.limits.measure`) gives the roofs.  ``peer_processes`` (`peers.PeerProcess` by name)
+    times the peer libraries of a CPU forward pass, each in its own process, after checking their
+    output against the float64 reference; ``torch_module`` times torch in this process instead (the
+    backward and CUDA benches).  ``gap_rounds`` > 0 also times numbaconv and the best peer after
+    idle gaps (`numbaconv.timing`)."""
     spec = layer.spec(batch, dtype)
     chosen, _ = dispatch.select(spec, device=device)
     kernel = chosen.name
@@ -310,14 +323,20 @@ def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat:
         calls = contenders(layer, batch, dtype, torch_module, layout)
 
     start = time.perf_counter()
-    calls["numbaconv"]()
+    output = calls["numbaconv"]()
     first = time.perf_counter() - start
     if first_calls is not None:
         if kernel in first_calls:
             first = float("nan")
         else:
             first_calls[kernel] = first
-    seconds = median_seconds(calls["numbaconv"], repeat)
+    expected = None
+    if peer_processes and not backward and device == "cpu":
+        _, x, weight, bias, kwargs = problem(layer, batch, dtype)
+        expected = reference.conv2d(x.astype(np.float64), weight.astype(np.float64), bias.astype(np.float64),
+                                    **kwargs)
+    measured = timing.measure(calls["numbaconv"], repeat, gap_rounds)
+    seconds = measured.median_s
     reference_seconds = median_seconds(calls["reference"], reference_repeat)
 
     if backward:
@@ -329,7 +348,8 @@ def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat:
               intensity=flops / moved, first_call_s=first, time_s=seconds,
               reference_s=reference_seconds, gflops=flops / seconds / 1e9, gbps=moved / seconds / 1e9,
               roofline_s=math.nan, roofline_fraction=math.nan, speedup_vs_reference=reference_seconds / seconds,
-              direction="backward" if backward else "forward")
+              direction="backward" if backward else "forward", layout=layout, p99_s=measured.p99_s,
+              gap_s=measured.gap_median_s, gap_p99_s=measured.gap_p99_s)
     if limits:
         add_roofline([row], limits)
 
@@ -342,7 +362,40 @@ def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat:
     if "blas" in calls:
         row.blas_s = median_seconds(calls["blas"], repeat)
         row.fraction_of_blas = row.blas_s / seconds
+    if expected is not None:
+        ours = output.transpose(0, 3, 1, 2) if layout == "NHWC" else output
+        row.error = peers.verify(ours, expected)
+        add_peers(row, peer_processes, x, weight, bias, kwargs, expected, repeat, gap_rounds)
     return row
+
+
+def add_peers(row: Row, peer_processes: dict, x, weight, bias, kwargs, expected, repeat: int,
+              gap_rounds: int) -> None:
+    """Time every peer process on the layer and fill the row's peer columns."""
+    row.peers, notes = {}, []
+    for name, process in peer_processes.items():
+        results, note = process.time(x, weight, bias, kwargs, expected, repeat, gap_rounds)
+        row.peers.update(results)
+        if note:
+            notes.append(f"{name}: {note}")
+        notes += [f"{key}: wrong output (error {entry['error']:.1e})" for key, entry in results.items()
+                  if entry["median_s"] is None]
+    timed = {key: entry for key, entry in row.peers.items() if entry["median_s"] is not None}
+    if timed:
+        row.best_peer = min(timed, key=lambda key: timed[key]["median_s"])
+        best = timed[row.best_peer]
+        row.best_peer_s = best["median_s"]
+        row.speedup_vs_best_peer = row.best_peer_s / row.time_s
+        row.best_peer_gap_s = best["gap_median_s"]
+        if row.best_peer_gap_s and row.gap_s:
+            row.gap_speedup_vs_best_peer = row.best_peer_gap_s / row.gap_s
+    torch_times = {key: entry["median_s"] for key, entry in timed.items() if key.startswith("torch_")}
+    if torch_times and row.torch_s is None:
+        fastest = min(torch_times, key=torch_times.get)
+        row.torch_layout = "NCHW" if fastest == "torch_nchw" else "channels_last"
+        row.torch_s = torch_times[fastest]
+        row.speedup_vs_torch = row.torch_s / row.time_s
+    row.notes = "; ".join(notes) or None
 
 
 def add_roofline(rows: list[Row], limits: dict) -> None:
@@ -371,8 +424,7 @@ def machine_info() -> dict:
         "numba": numba.__version__,
         "llvmlite": llvmlite.__version__,
     }
-    torch = torch_or_none()
-    info["torch"] = None if torch is None else torch.__version__
+    info["torch"] = peers.available().get("torch")  # its version, without loading it here
     info["gpu"] = _gpu_name()
     if info["gpu"]:
         info.update(_cuda_versions())
@@ -457,12 +509,19 @@ def geometric_mean(values) -> float:
 
 
 def _stats(rows: list[Row]) -> dict:
+    against_best = [r.speedup_vs_best_peer for r in rows if r.speedup_vs_best_peer]
     return {
         "layers": len(rows),
         "geomean_speedup_vs_reference": geometric_mean(r.speedup_vs_reference for r in rows),
         "geomean_speedup_vs_torch": geometric_mean(r.speedup_vs_torch for r in rows),
         "geomean_fraction_of_blas": geometric_mean(r.fraction_of_blas for r in rows),
         "geomean_roofline_fraction": geometric_mean(r.roofline_fraction for r in rows),
+        "geomean_speedup_vs_best_peer": geometric_mean(against_best),
+        "worst_speedup_vs_best_peer": min(against_best) if against_best else None,
+        "geomean_gap_speedup_vs_best_peer": geometric_mean(r.gap_speedup_vs_best_peer for r in rows),
+        # after an idle gap / back to back, numbaconv's median and p99 (1 = no penalty)
+        "geomean_gap_slowdown": geometric_mean(r.gap_s / r.time_s for r in rows if r.gap_s),
+        "geomean_gap_p99_slowdown": geometric_mean(r.gap_p99_s / r.time_s for r in rows if r.gap_p99_s),
     }
 
 

@@ -8,7 +8,7 @@ import os
 import pathlib
 import sys
 
-from . import algorithms, bench, limits, plot, workloads
+from . import algorithms, bench, limits, peers, plot, timing, workloads
 from . import report as report_module
 
 
@@ -70,6 +70,16 @@ def _check_writable(path: str | None, option: str) -> None:
         target.unlink()
 
 
+def _wanted_peers(args) -> list[str]:
+    if args.peers in ("none", ""):
+        return []
+    names = list(peers.NAMES) if args.peers == "all" else [n.strip() for n in args.peers.split(",") if n.strip()]
+    unknown = [n for n in names if n not in peers.NAMES]
+    if unknown:
+        raise ValueError(f"--peers: unknown {', '.join(unknown)}; choose from {', '.join(peers.NAMES)}, all or none")
+    return [n for n in names if not (args.no_torch and n == "torch")]
+
+
 def run_bench(args) -> int:
     layers = workloads.suite(args.suite)
     if not layers:
@@ -92,22 +102,49 @@ def run_bench(args) -> int:
                              "False); install numba-cuda on a machine with an NVIDIA GPU, or use --device cpu")
     if args.plot:
         plot._require_matplotlib()  # fail before the run, not after it
+    if args.gap_rounds < 0:
+        raise ValueError(f"--gap-rounds must be >= 0, got {args.gap_rounds}")
     repeat = args.repeat or (3 if args.quick else 10)
-    torch = None if args.no_torch else bench.torch_or_none()
-    if torch is not None and args.device == "cpu":
-        import numba
-
-        torch.set_num_threads(numba.get_num_threads())  # same threads for both sides
     if args.layout == "NHWC" and args.device == "cuda":
         raise ValueError("--layout NHWC: the CUDA benchmark runs NCHW only")
+    import numba
+
+    threads = numba.get_num_threads()
+    wanted = _wanted_peers(args)
+    installed = peers.available()
+    # a CPU forward pass times the peers in processes of their own; the backward and CUDA benches
+    # time torch in this process (autograd, cuDNN)
+    isolated = args.device == "cpu" and not args.backward
+    torch = None
+    if not isolated and "torch" in wanted:
+        torch = bench.torch_or_none()
+        if torch is not None and args.device == "cpu":
+            torch.set_num_threads(threads)  # same threads for both sides
+    gap_rounds = 0 if args.backward or args.device == "cuda" else args.gap_rounds
     settings = {"suite": args.suite, "device": args.device, "batch": args.batch, "dtype": args.dtype,
                 "layout": args.layout, "direction": "backward" if args.backward else "forward",
-                "repeat": repeat, "quick": args.quick,
-                "peers": ["reference", "blas"] + (["torch"] if torch is not None else [])}
+                "repeat": repeat, "quick": args.quick, "gap_rounds": gap_rounds, "gap_s": timing.GAP_S,
+                "peers": ["reference", "blas"] + (["torch"] if torch is not None else []),
+                "peer_versions": {}, "peer_notes": {}}
+    processes = {}
+    if isolated:
+        for name in wanted:
+            if name in installed:
+                settings["peer_versions"][name] = installed[name]
+                settings["peers"].append(name)
+            else:
+                settings["peer_notes"][name] = "not installed"
+        processes = {name: peers.PeerProcess(name, threads) for name in settings["peer_versions"]}
+        for process in processes.values():
+            process.ready()  # loaded before the first timed call
     first_calls: dict = {}
-    rows = _run_layers(layers, lambda layer: bench.bench_layer(
-        layer, args.batch, args.dtype, repeat, 1 if args.quick else 3, torch, None, first_calls, args.device,
-        args.layout, args.backward))
+    try:
+        rows = _run_layers(layers, lambda layer: bench.bench_layer(
+            layer, args.batch, args.dtype, repeat, 1 if args.quick else 3, torch, None, first_calls, args.device,
+            args.layout, args.backward, processes, gap_rounds))
+    finally:
+        for process in processes.values():
+            process.close()
     # the roofs after the layers, so that a first call is what a fresh process pays (Numba's start-up included)
     print("measuring this machine's roofs (BLAS GEMM, memory copy) ...", flush=True)
     machine_limits = (limits.measure_cuda if args.device == "cuda" else limits.measure)(args.dtype, quick=args.quick)
@@ -202,7 +239,13 @@ def main(argv=None) -> int:
     b.add_argument("--repeat", type=int, default=0, help="timed calls per contender (default 10, 3 with --quick)")
     b.add_argument("--quick", action="store_true", help="fewer repeats, smaller roof measurements")
     b.add_argument("--limit", type=int, default=0, help="only the first N layers of the suite")
+    b.add_argument("--peers", default="all", metavar="LIST",
+                   help="peer libraries to time, each in a process of its own, when installed: all (default), none, "
+                        "or a comma list of " + ", ".join(peers.NAMES))
     b.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
+    b.add_argument("--gap-rounds", type=int, default=15, metavar="N",
+                   help=f"also time numbaconv and each peer after N idle gaps of {timing.GAP_S * 1e3:.0f} ms "
+                        "(one call, then the timed one; 0: off)")
     b.add_argument("--json", metavar="FILE", help="write every row, the roofs and the machine description as JSON")
     b.add_argument("--plot", metavar="FILE", help="draw the roofline chart (PNG/SVG/PDF; needs matplotlib)")
     b.set_defaults(run=run_bench)

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import math
 
-COLUMNS = ["layer", "family", "shape", "kernel", "first call ms", "ms", "GFLOP/s", "GB/s", "roofline",
-           "vs reference", "vs torch", "vs BLAS"]
-TEXT_COLUMNS = ("layer", "family", "shape", "kernel")
+COLUMNS = ["layer", "family", "shape", "kernel", "first call ms", "ms", "after gap ms", "GFLOP/s", "GB/s", "roofline",
+           "vs best peer", "best peer", "vs torch", "vs BLAS", "vs reference"]
+TEXT_COLUMNS = ("layer", "family", "shape", "kernel", "best peer")
 
 NOTES = ("ms: median of the repeats after a warm-up call.  first call: that kernel's first call in the process "
          "(JIT compile or load from Numba's cache; the run's first also pays Numba's start-up), blank when loaded before.  roofline: the least time this "
          "machine's measured roofs allow / our time (1 = at the roof; above 1 when the data stays in cache).  "
          "vs X: X's time / numbaconv's time (above 1: numbaconv faster).  vs BLAS: the same GEMM through NumPy's "
-         "matmul.")
+         "matmul.  best peer: the fastest of torch, ONNX Runtime and OpenVINO in NCHW or NHWC, each timed in a process "
+         "of its own after its output was checked.  after gap: median of a call made after an idle gap and one "
+         "call (numbaconv.timing).")
 
 
 def ratio(value) -> str:
@@ -29,11 +31,13 @@ def fraction(value) -> str:
 
 
 def cells(row: dict) -> list[str]:
-    """One row of the table, from a row of the report (a dict, as in the JSON)."""
+    """One row of the table, from a row of the report (a dict, as in the JSON; a report written
+    before a column existed shows "-" there)."""
     return [row["layer"], row["kind"], row["shape"], row["kernel"], milliseconds(row["first_call_s"]),
-            milliseconds(row["time_s"]), f"{row['gflops']:.1f}", f"{row['gbps']:.1f}",
-            fraction(row["roofline_fraction"]), ratio(row["speedup_vs_reference"]), ratio(row["speedup_vs_torch"]),
-            ratio(row["fraction_of_blas"])]
+            milliseconds(row["time_s"]), milliseconds(row.get("gap_s")) or "-", f"{row['gflops']:.1f}",
+            f"{row['gbps']:.1f}", fraction(row["roofline_fraction"]), ratio(row.get("speedup_vs_best_peer")),
+            row.get("best_peer") or "-", ratio(row["speedup_vs_torch"]), ratio(row["fraction_of_blas"]),
+            ratio(row["speedup_vs_reference"])]
 
 
 def title(report: dict) -> str:
@@ -58,10 +62,17 @@ def limits_line(report: dict) -> str:
 def summary_lines(report: dict) -> list[str]:
     lines = ["geometric means per family:"]
     for kind, values in report["summary"]["families"].items():
-        lines.append(f"  {kind:10s} {values['layers']:3d} layers  vs reference "
-                     f"{ratio(values['geomean_speedup_vs_reference'])}  vs torch "
+        lines.append(f"  {kind:10s} {values['layers']:3d} layers  vs best peer "
+                     f"{ratio(values.get('geomean_speedup_vs_best_peer'))} (worst "
+                     f"{ratio(values.get('worst_speedup_vs_best_peer'))}, after a gap "
+                     f"{ratio(values.get('geomean_gap_speedup_vs_best_peer'))})  vs torch "
                      f"{ratio(values['geomean_speedup_vs_torch'])}  vs BLAS {ratio(values['geomean_fraction_of_blas'])}"
-                     f"  roofline {fraction(values['geomean_roofline_fraction'])}")
+                     f"  roofline {fraction(values['geomean_roofline_fraction'])}  vs reference "
+                     f"{ratio(values['geomean_speedup_vs_reference'])}  after a gap / back to back "
+                     f"{ratio(values.get('geomean_gap_slowdown'))} (p99 {ratio(values.get('geomean_gap_p99_slowdown'))})")
+    notes = report["settings"].get("peer_notes") or {}
+    if notes:
+        lines.append("peers left out: " + ", ".join(f"{name} ({why})" for name, why in notes.items()))
     first = report.get("first_call_s") or {}
     if first:
         lines.append("first call per kernel (compile or cache load): "
