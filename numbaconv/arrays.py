@@ -61,8 +61,10 @@ def accept(x, weight, bias, stride, padding, dilation, groups, *, padding_mode, 
     weight = as_host_array(weight, "weight")
     bias = None if bias is None else as_host_array(bias, "bias")
     bias_key = None if bias is None else (bias.shape, bias.dtype)
-    key = _call_key(x.shape, x.dtype, weight.shape, weight.dtype, bias_key, stride, padding, dilation, groups,
-                    padding_mode, activation, layout)
+    # the arrays' shapes and dtypes are hashable as they are; the caller's arguments are frozen with their types
+    key = _call_key(stride, padding, dilation, groups, padding_mode, activation, layout)
+    if key is not None:
+        key = (x.shape, x.dtype, weight.shape, weight.dtype, bias_key) + key
     spec = _SPECS.get(key) if key is not None else None
     if spec is None:
         dtype = check_dtypes(x.dtype, weight.dtype, None if bias is None else bias.dtype)
@@ -88,13 +90,16 @@ _SPECS_MAX = 512
 
 
 def _frozen(value):
+    kind = type(value)
+    if kind is int or kind is str or value is None:  # the common arguments, at no cost
+        return (kind, value)
     if isinstance(value, (tuple, list)):
-        return (type(value),) + tuple(_frozen(item) for item in value)
-    return (type(value), value)
+        return (kind,) + tuple(map(_frozen, value))
+    return (kind, value)
 
 
 def _call_key(*arguments):
-    key = tuple(_frozen(argument) for argument in arguments)
+    key = tuple(map(_frozen, arguments))
     try:
         hash(key)
     except TypeError:

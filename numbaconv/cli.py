@@ -177,14 +177,20 @@ def _load_report(path: str) -> dict:
 
 
 def run_report(args) -> int:
-    report = _load_report(args.file)
+    if args.peers:
+        reports = [_load_report(path) for path in args.file]
+        print(report_module.markdown_peers(reports))
+        return 0
+    if len(args.file) > 1:
+        raise ValueError("several reports: only --peers reads more than one (the others show one report)")
+    report = _load_report(args.file[0])
     _check_writable(args.plot, "--plot")
     if args.layers:
         wanted = args.layers.split(",")
         by_key = {row["layer"]: row for row in report["rows"]}
         missing = [key for key in wanted if key not in by_key]
         if missing:
-            raise ValueError(f"--layers: {', '.join(missing)} not in {args.file}")
+            raise ValueError(f"--layers: {', '.join(missing)} not in {args.file[0]}")
         report = {**report, "rows": [by_key[key] for key in wanted]}
     if args.markdown and args.rows:
         print(report_module.markdown_rows(report))
@@ -250,7 +256,9 @@ def main(argv=None) -> int:
     b.add_argument("--plot", metavar="FILE", help="draw the roofline chart (PNG/SVG/PDF; needs matplotlib)")
     b.set_defaults(run=run_bench)
     r = commands.add_parser("report", help="the table, Markdown summary or roofline chart of a saved --json report")
-    r.add_argument("file", help="a JSON file written by numbaconv bench --json")
+    r.add_argument("file", nargs="+", help="a JSON file written by numbaconv bench --json (several with --peers)")
+    r.add_argument("--peers", action="store_true",
+                   help="Markdown: numbaconv against the best peer, per family, batch and layout, over the reports given")
     r.add_argument("--markdown", action="store_true", help="Markdown summary tables (for README and docs)")
     r.add_argument("--short", action="store_true", help="with --markdown: per family only, not per network")
     r.add_argument("--rows", action="store_true", help="with --markdown: every row instead of the summary")

@@ -81,7 +81,7 @@ def summary_lines(report: dict) -> list[str]:
 
 
 def _markdown(header: list[str], body: list[list[str]]) -> str:
-    align = ["---" if h in TEXT_COLUMNS or h in ("network", "family") else "---:" for h in header]
+    align = ["---" if h in TEXT_COLUMNS or h in ("network", "family", "layout") else "---:" for h in header]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
     return "\n".join(lines)
@@ -135,11 +135,41 @@ def markdown_summary(report: dict, short: bool = False) -> str:
     return "\n\n".join(parts)
 
 
-def footnote(report: dict) -> str:
-    machine, settings = report["machine"], report["settings"]
+def machine_line(report: dict) -> str:
+    machine = report["machine"]
     versions = ", ".join(f"{name} {machine[name]}" for name in ("numba", "llvmlite", "numpy", "torch") if machine.get(name))
     return (f"{machine['cpu']}, {machine['cores']} cores, {machine['numba_threads']} Numba threads "
-            f"({machine['threading_layer']}); {versions}; NumPy BLAS {machine.get('numpy_blas', '?')}; "
-            f"{settings['dtype']}, batch {settings['batch']}, median of {settings['repeat']}; {report['date'][:10]}. "
-            + limits_line(report) + ".")
+            f"({machine['threading_layer']}); {versions}; NumPy BLAS {machine.get('numpy_blas', '?')}")
 
+
+def footnote(report: dict) -> str:
+    settings = report["settings"]
+    return (f"{machine_line(report)}; {settings['dtype']}, batch {settings['batch']}, median of {settings['repeat']}; "
+            f"{report['date'][:10]}. " + limits_line(report) + ".")
+
+
+def markdown_peers(reports: list[dict]) -> str:
+    """numbaconv against the fastest peer (any library, either layout), one line per family, batch
+    and numbaconv layout over the reports given: the geometric mean and the worst layer back to
+    back, the geometric mean after an idle gap, and numbaconv's own after-gap slowdown (median and
+    p99 over back to back)."""
+    header = ["family", "batch", "layout", "layers", "vs best peer", "worst layer", "vs best peer after a gap",
+              "after gap / back to back", "p99 after gap / back to back"]
+    body = []
+    for data in reports:
+        settings = data["settings"]
+        for kind, values in data["summary"]["families"].items():
+            body.append([kind, str(settings["batch"]), settings.get("layout", "NCHW"), str(values["layers"]),
+                         ratio(values.get("geomean_speedup_vs_best_peer")),
+                         ratio(values.get("worst_speedup_vs_best_peer")),
+                         ratio(values.get("geomean_gap_speedup_vs_best_peer")),
+                         ratio(values.get("geomean_gap_slowdown")), ratio(values.get("geomean_gap_p99_slowdown"))])
+    body.sort(key=lambda cells: (cells[0], int(cells[1]), cells[2]))
+    peers = sorted({f"{name} {version}" for data in reports
+                    for name, version in (data["settings"].get("peer_versions") or {}).items()})
+    dates = sorted({data["date"][:10] for data in reports})
+    gaps = sorted({f"{data['settings'].get('gap_rounds')} gaps of {data['settings'].get('gap_s', 0) * 1e3:.0f} ms"
+                   for data in reports})
+    return (_markdown(header, body) + "\n\nPeers, each in a process of its own: " + (", ".join(peers) or "none installed")
+            + f". {machine_line(reports[0])}; {reports[0]['settings']['dtype']}; back to back: median of "
+            f"{reports[0]['settings']['repeat']}; after a gap: median of {', '.join(gaps)}; {', '.join(dates)}.")

@@ -152,3 +152,16 @@ def test_rejection_leaves_out_untouched():
     with pytest.raises(ValueError):
         numbaconv.conv2d(X, W, B, padding=1, groups=2, out=out, algorithm="depthwise")
     assert (out == 7.0).all()
+
+
+def test_the_validated_call_cache_tells_equal_values_of_other_types_apart():
+    """A repeated call reuses its validated spec (keyed by the arguments and their types): True, 1.0
+    and (1.0, 1) compare equal to 1 and (1, 1) but must still be refused after the valid call ran."""
+    x = np.ones((1, 2, 5, 5), np.float32)
+    w = np.ones((2, 2, 3, 3), np.float32)
+    expected = numbaconv.conv2d(x, w, stride=1, padding=1)
+    for bad in (dict(stride=True, padding=1), dict(stride=1.0, padding=1), dict(stride=1, padding=(1.0, 1))):
+        with pytest.raises(TypeError, match="must be an int or a pair of ints"):
+            numbaconv.conv2d(x, w, **bad)
+    for same in (dict(stride=np.int64(1), padding=[1, 1]), dict(stride=(1, 1), padding=(1, 1))):
+        np.testing.assert_array_equal(numbaconv.conv2d(x, w, **same), expected)
