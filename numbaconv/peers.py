@@ -39,7 +39,7 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from . import timing
+from . import runtime, timing
 
 NAMES = ("torch", "onnxruntime", "openvino")
 LAYOUTS = ("NCHW", "NHWC")
@@ -277,6 +277,8 @@ def time_calls(found: dict, expected, dtype, repeat: int, gap_rounds: int, gap_s
 def _serve(requests, replies, name: str, threads: int) -> None:
     """A peer's process: load the library, say so, then answer timing requests until told to stop
     (None) or the parent goes."""
+    for key in runtime.ENVIRONMENT_SET:  # importing numbaconv here set them; the peer runs as the user set it up
+        os.environ.pop(key, None)
     module = _module(name)
     if module is not None and name == "torch":
         module.set_num_threads(threads)
@@ -299,6 +301,14 @@ def _serve(requests, replies, name: str, threads: int) -> None:
         replies.send((results, notes.get(name)))
 
 
+def peer_environment() -> dict:
+    """The environment a peer runs in: the user's, without what numbaconv set for its own pools
+    (`runtime.ENVIRONMENT_SET`: a short GOMP_SPINCOUNT would slow torch's OpenMP pool) and without
+    numbaconv's latency mode."""
+    return {key: value for key, value in os.environ.items()
+            if key not in runtime.ENVIRONMENT_SET and key != "NUMBACONV_LATENCY"}
+
+
 class PeerProcess:
     """One peer library in a process of its own: a fresh interpreter (``python -m numbaconv.peers``,
     so that nothing of ours is inherited and the caller's script is not re-run), spoken to over two
@@ -312,7 +322,7 @@ class PeerProcess:
         to_parent, from_child = os.pipe()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "numbaconv.peers", name, str(threads), str(to_child), str(from_child)],
-            pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL)
+            pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL, env=peer_environment())
         os.close(to_child)
         os.close(from_child)
         self._send = Connection(from_parent, readable=False)

@@ -19,7 +19,8 @@ Set up once, when numbaconv is imported, before any kernel runs:
 Measured on the 2-core VM (docs/performance.md): TBB ran the default suite's kernels as fast as
 OpenMP or faster (depthwise layers 10-40 % faster: its work stealing balances the tasks).
 
-Environment defaults for the BLAS and OpenMP pools (a value the user set wins) are set here too.
+Environment defaults for Numba's own OpenMP pool, where it is the layer, are set here too (a value
+the user set wins; `ENVIRONMENT_SET` records them, and the bench's peers never see them).
 """
 
 from __future__ import annotations
@@ -29,16 +30,38 @@ import os
 import threading
 import warnings
 
-# Numba's OpenMP workers spin for ~300k iterations (about 8 ms here) after each parallel
-# region, holding the cores that the next NumPy/BLAS call needs: a BLAS product followed
-# by one of our kernels then costs ~8 ms extra.  A short spin keeps back-to-back kernels
-# fast and frees the cores at once.  Only a default: a value the user set wins.
-os.environ.setdefault("GOMP_SPINCOUNT", "1000")
-# The same from the other side: after each call, numpy's OpenBLAS workers spin for 2**28 cycles
-# (~80 ms) by default, and a Numba kernel launched meanwhile waits a whole scheduler slice (~8 ms)
-# for a core.  2**4 cycles makes them sleep at once.  It takes effect only if numpy is not yet
-# imported (OpenBLAS reads it when it loads): import numbaconv first, or export it yourself.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+ENVIRONMENT_SET: dict = {}  # the variables numbaconv set itself (never the user's): name -> value
+
+
+def _default(name: str, value: str) -> None:
+    if name not in os.environ:
+        os.environ[name] = value
+        ENVIRONMENT_SET[name] = value
+
+
+# Opt-in latency mode, NUMBACONV_LATENCY=1 (read at import): Numba's OpenMP layer with workers that
+# spin ~200k iterations after each kernel and are bound one per core.  On the 2-core VM a sleeping
+# worker takes longer to wake than a small layer runs (a parallel region ran no faster than its
+# serial twin up to ~20 M multiply-adds); spinning workers took the default suite's small layers
+# 1.3-1.9x faster back to back (docs/performance.md).  The price: the workers hold the cores for a
+# while after each call (other thread pools of the process wait), and a forked child runs the serial
+# twins (GNU OpenMP cannot start threads after a fork).  For a machine dedicated to inference.
+LATENCY_MODE = os.environ.get("NUMBACONV_LATENCY") == "1" and not os.environ.get("NUMBA_THREADING_LAYER")
+if LATENCY_MODE:
+    _default("NUMBA_THREADING_LAYER", "omp")
+    _default("GOMP_SPINCOUNT", "200000")
+    _default("OMP_PROC_BIND", "true")
+    try:  # Numba already imported: its config has read the environment
+        import sys as _sys
+
+        if "numba" in _sys.modules:
+            _sys.modules["numba"].config.THREADING_LAYER = "omp"
+    except Exception:
+        pass
+# NumPy's BLAS is left as the user set it up (numbaconv used to export OPENBLAS_THREAD_TIMEOUT=4,
+# which makes OpenBLAS's workers sleep at once: under the TBB layer it made no measurable
+# difference to the BLAS-backed kernels, 0.9-1.1x on the default suite, and it changed every BLAS
+# call of the user's program).
 
 
 def _load_tbb() -> str | None:
@@ -62,8 +85,19 @@ def _load_tbb() -> str | None:
 
 
 TBB_LIBRARY = None
-if not os.environ.get("NUMBA_THREADING_LAYER"):
+# loaded unless another layer is asked for by name (latency mode asks for omp): NUMBA_THREADING_LAYER=tbb,
+# or Numba's 'safe'/'forksafe'/'threadsafe'/'default' choices, need it on the loader's path too
+if os.environ.get("NUMBA_THREADING_LAYER", "").lower() not in ("omp", "workqueue"):
     TBB_LIBRARY = _load_tbb()
+
+# Numba's OpenMP workers spin for ~300k iterations (about 8 ms here) after each parallel
+# region, holding the cores that the next NumPy/BLAS call needs: a BLAS product followed
+# by one of our kernels then costs ~8 ms extra.  A short spin keeps back-to-back kernels
+# fast and frees the cores at once.  Only where OpenMP will be Numba's layer (no TBB): the
+# variable reaches every OpenMP library the process loads later (torch's pool ran up to 2x
+# slower with it), and under TBB numbaconv has no use for it.  A value the user set wins.
+if TBB_LIBRARY is None and os.environ.get("NUMBA_THREADING_LAYER", "omp") == "omp":
+    _default("GOMP_SPINCOUNT", "1000")
 
 
 # ---- fork and thread safety ---------------------------------------------------------------------

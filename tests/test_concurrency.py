@@ -116,3 +116,34 @@ print("layer", numba.threading_layer())
                             env=dict(os.environ, NUMBA_THREADING_LAYER=layer))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"layer {layer}" in result.stdout
+
+
+@pytest.mark.parametrize("user_layer", [None, "tbb"])
+def test_latency_mode_spins_bound_openmp_workers_unless_the_user_chose_a_layer(user_layer):
+    """NUMBACONV_LATENCY=1: Numba's OpenMP layer with spinning, bound workers (numbaconv.runtime), results
+    unchanged; a threading layer the user chose wins, and the variables numbaconv set are on record."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np, numbaconv, numba
+from numbaconv import reference, runtime
+x = np.random.default_rng(0).standard_normal((2, 16, 40, 40)).astype(np.float32)
+w = np.ones((16, 1, 3, 3), np.float32)
+assert np.allclose(numbaconv.conv2d(x, w, padding=1, groups=16), reference.conv2d(x, w, padding=1, groups=16),
+                   atol=1e-5)
+print("layer", numba.threading_layer(), "mode", runtime.LATENCY_MODE, "set", sorted(runtime.ENVIRONMENT_SET))
+"""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("NUMBA_THREADING_LAYER", "GOMP_SPINCOUNT", "OMP_PROC_BIND")}
+    env["NUMBACONV_LATENCY"] = "1"
+    if user_layer:
+        env["NUMBA_THREADING_LAYER"] = user_layer
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    if user_layer:
+        assert f"layer {user_layer} mode False" in result.stdout
+    else:
+        assert "layer omp mode True" in result.stdout
+        assert "'GOMP_SPINCOUNT', 'NUMBA_THREADING_LAYER', 'OMP_PROC_BIND'" in result.stdout

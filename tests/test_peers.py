@@ -6,6 +6,7 @@ the others check the machinery with fake calls and a fake clock (no speed is eve
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -224,3 +225,29 @@ def test_peer_libraries_are_not_loaded_by_the_bench_process():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "LOADED []" in result.stdout
+
+
+def test_peers_run_in_the_users_environment_not_numbaconvs(monkeypatch):
+    """What numbaconv set for its own pools (a short GOMP_SPINCOUNT) would slow torch's OpenMP pool: the
+    peer's process starts without it and drops it again after importing numbaconv."""
+    from numbaconv import runtime
+
+    monkeypatch.setitem(runtime.ENVIRONMENT_SET, "GOMP_SPINCOUNT", "1000")
+    monkeypatch.setenv("GOMP_SPINCOUNT", "1000")
+    monkeypatch.setenv("NUMBACONV_LATENCY", "1")
+    monkeypatch.setenv("SOME_USER_SETTING", "kept")
+    env = peers.peer_environment()
+    assert "GOMP_SPINCOUNT" not in env and "NUMBACONV_LATENCY" not in env and env["SOME_USER_SETTING"] == "kept"
+
+    seen = {}
+
+    class Stop:
+        def recv(self):
+            return None
+
+        def send(self, message):
+            seen["ready"] = message
+
+    monkeypatch.setattr(peers, "_module", lambda name: seen.setdefault("spin", os.environ.get("GOMP_SPINCOUNT")))
+    peers._serve(Stop(), Stop(), "onnxruntime", 1)
+    assert seen == {"spin": None, "ready": False}  # the library was loaded without numbaconv's setting
