@@ -39,6 +39,11 @@ DEPTHWISE_TASK_OUTPUTS = 1 << 14
 # then a batched sgemm over the groups) by default; thinner groups (ResNeXt's 4 per group) to the
 # explicit implicit-GEMM kernel.  Measured on the full suite's grouped layers (issue 5).
 BLAS_MIN_OUT_PER_GROUP = 8
+# In latency mode (NUMBACONV_LATENCY=1) Numba's workers spin between kernels on their bound cores, and a
+# BLAS product large enough for OpenBLAS to thread (its worker then waits for a spinning core) ran 5-8x
+# slower: grouped_blas serves only per-group products of at most this many multiply-adds there
+# (C_out/G x pixels x C_in/G*kH*kW; ResNeXt's g32 layers ~0.45 M, ResNet-50's stem 118 M).
+LATENCY_BLAS_MAX_PRODUCT = 1 << 22
 
 # separable_conv2d (separable.py): the depthwise result of one chunk of the batch (whole images, or a
 # band of rows) holds at most this many values, so it is still in cache when the pointwise product

@@ -18,11 +18,11 @@ from typing import Callable
 import numba
 import numpy as np
 
-from . import arrays, cost, reference
+from . import arrays, cost, reference, runtime
 from .cpu import depthwise as cpu_depthwise
 from .cpu import grouped as cpu_grouped
 from .cpu import pointwise as cpu_pointwise
-from .config import BLAS_MIN_OUT_PER_GROUP, WORKSPACE_BYTES_PER_THREAD
+from .config import BLAS_MIN_OUT_PER_GROUP, LATENCY_BLAS_MAX_PRODUCT, WORKSPACE_BYTES_PER_THREAD
 from .spec import ConvSpec, problem_from_shapes
 
 
@@ -304,6 +304,14 @@ def select(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> tupl
         return _REGISTRY["grouped"], f"depthwise, but the depthwise kernel {why_not}: implicit GEMM instead"
     shape = (f"groups={spec.groups} with {spec.in_channels_per_group} input channels and "
              f"{spec.out_channels_per_group} output channels per group and a {spec.kernel_height}x{spec.kernel_width} kernel")
+    product = (spec.out_channels_per_group * spec.out_height * spec.out_width * spec.in_channels_per_group
+               * spec.kernel_height * spec.kernel_width)
+    if spec.out_channels_per_group >= BLAS_MIN_OUT_PER_GROUP and runtime.LATENCY_MODE \
+            and product > LATENCY_BLAS_MAX_PRODUCT:
+        return _REGISTRY["grouped"], (
+            f"{shape}: latency mode (NUMBACONV_LATENCY=1), and a per-group product of {product} multiply-adds, "
+            f"above {LATENCY_BLAS_MAX_PRODUCT}, would run on BLAS's own threads against Numba's spinning ones: "
+            "the implicit GEMM instead")
     if spec.out_channels_per_group >= BLAS_MIN_OUT_PER_GROUP:
         return _REGISTRY["grouped_blas"], (
             f"{shape}: a GEMM per group with at least {BLAS_MIN_OUT_PER_GROUP} output channels, where BLAS "

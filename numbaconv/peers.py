@@ -274,11 +274,16 @@ def time_calls(found: dict, expected, dtype, repeat: int, gap_rounds: int, gap_s
     return results
 
 
-def _serve(requests, replies, name: str, threads: int) -> None:
+def _serve(requests, replies, name: str, threads: int, cpus=None) -> None:
     """A peer's process: load the library, say so, then answer timing requests until told to stop
     (None) or the parent goes."""
     for key in runtime.ENVIRONMENT_SET:  # importing numbaconv here set them; the peer runs as the user set it up
         os.environ.pop(key, None)
+    if cpus and hasattr(os, "sched_setaffinity"):  # every CPU the bench had before its pool bound the caller
+        try:
+            os.sched_setaffinity(0, cpus)
+        except OSError:
+            pass
     module = _module(name)
     if module is not None and name == "torch":
         module.set_num_threads(threads)
@@ -302,7 +307,8 @@ def _serve(requests, replies, name: str, threads: int) -> None:
 
 
 def peer_environment() -> dict:
-    """The environment a peer runs in: the user's, without what numbaconv set for its own pools
+    """The environment a peer runs in (its process also gets every CPU the bench started with, not the
+    one core latency mode binds the caller to): the user's, without what numbaconv set for its own pools
     (`runtime.ENVIRONMENT_SET`: a short GOMP_SPINCOUNT would slow torch's OpenMP pool) and without
     numbaconv's latency mode."""
     return {key: value for key, value in os.environ.items()
@@ -321,7 +327,8 @@ class PeerProcess:
         to_child, from_parent = os.pipe()
         to_parent, from_child = os.pipe()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "numbaconv.peers", name, str(threads), str(to_child), str(from_child)],
+            [sys.executable, "-m", "numbaconv.peers", name, str(threads), str(to_child), str(from_child),
+             ",".join(map(str, runtime.INITIAL_AFFINITY or ()))],
             pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL, env=peer_environment())
         os.close(to_child)
         os.close(from_child)
@@ -371,5 +378,6 @@ class PeerProcess:
 
 
 if __name__ == "__main__":
-    _name, _threads, _in, _out = sys.argv[1:5]
-    _serve(Connection(int(_in), writable=False), Connection(int(_out), readable=False), _name, int(_threads))
+    _name, _threads, _in, _out, _cpus = sys.argv[1:6]
+    _serve(Connection(int(_in), writable=False), Connection(int(_out), readable=False), _name, int(_threads),
+           [int(cpu) for cpu in _cpus.split(",") if cpu])

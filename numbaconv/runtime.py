@@ -31,6 +31,8 @@ import threading
 import warnings
 
 ENVIRONMENT_SET: dict = {}  # the variables numbaconv set itself (never the user's): name -> value
+# the CPUs this process may run on, before any thread pool binds threads (latency mode pins the caller)
+INITIAL_AFFINITY = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 
 
 def _default(name: str, value: str) -> None:
@@ -98,6 +100,26 @@ if os.environ.get("NUMBA_THREADING_LAYER", "").lower() not in ("omp", "workqueue
 # slower with it), and under TBB numbaconv has no use for it.  A value the user set wins.
 if TBB_LIBRARY is None and os.environ.get("NUMBA_THREADING_LAYER", "omp") == "omp":
     _default("GOMP_SPINCOUNT", "1000")
+
+
+def _unbind_caller() -> None:
+    """Latency mode: GNU OpenMP binds the thread that loads it (OMP_PROC_BIND) to the first core, and
+    every thread it starts later (NumPy's BLAS workers, the user's threads, child processes) would
+    inherit that one core.  Load the pool now and give this thread back every CPU it had; the
+    workers are bound to their own cores when the first kernel starts them."""
+    if INITIAL_AFFINITY is None:
+        return
+    try:
+        from numba.np.ufunc import parallel
+
+        parallel._launch_threads()
+        os.sched_setaffinity(0, INITIAL_AFFINITY)
+    except Exception:  # an unusual platform: latency mode still works, with the caller bound
+        pass
+
+
+if LATENCY_MODE:
+    _unbind_caller()
 
 
 # ---- fork and thread safety ---------------------------------------------------------------------

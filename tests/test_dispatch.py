@@ -66,3 +66,17 @@ def test_plan_reports_the_cost_model():
     assert plan.out_shape == (1, 96, 112, 112)
     nhwc = numbaconv.plan((112, 112, 16), (96, 16, 1, 1), layout="NHWC", dtype=np.float64)
     assert nhwc.out_shape == (112, 112, 96) and nhwc.bytes == 8 * (16 * 112 * 112 + 96 * 16 + 96 * 112 * 112)
+
+
+def test_latency_mode_keeps_large_products_off_blas(monkeypatch):
+    """NUMBACONV_LATENCY=1: a per-group product large enough for BLAS to thread runs the implicit GEMM
+    (BLAS's workers would wait for Numba's spinning ones); small products keep grouped_blas."""
+    from numbaconv import runtime
+
+    stem = dict(x_shape=(1, 3, 224, 224), weight_shape=(64, 3, 7, 7), stride=2, padding=3)
+    small = dict(x_shape=(1, 240, 14, 14), weight_shape=(240, 80, 1, 1), groups=3)
+    assert numbaconv.plan(**stem).kernel == "grouped_blas" and numbaconv.plan(**small).kernel == "grouped_blas"
+    monkeypatch.setattr(runtime, "LATENCY_MODE", True)
+    chosen = numbaconv.plan(**stem)
+    assert chosen.kernel == "grouped" and "latency mode" in chosen.reason
+    assert numbaconv.plan(**small).kernel == "grouped_blas"
