@@ -62,14 +62,18 @@ def limits_line(report: dict) -> str:
 def summary_lines(report: dict) -> list[str]:
     lines = ["geometric means per family:"]
     for kind, values in report["summary"]["families"].items():
-        lines.append(f"  {kind:10s} {values['layers']:3d} layers  vs best peer "
-                     f"{ratio(values.get('geomean_speedup_vs_best_peer'))} (worst "
+        line = f"  {kind:10s} {values['layers']:3d} layers  "
+        if values.get("worst_speedup_vs_best_peer") is not None:
+            line += (f"vs best peer {ratio(values.get('geomean_speedup_vs_best_peer'))} (worst "
                      f"{ratio(values.get('worst_speedup_vs_best_peer'))}, after a gap "
-                     f"{ratio(values.get('geomean_gap_speedup_vs_best_peer'))})  vs torch "
-                     f"{ratio(values['geomean_speedup_vs_torch'])}  vs BLAS {ratio(values['geomean_fraction_of_blas'])}"
-                     f"  roofline {fraction(values['geomean_roofline_fraction'])}  vs reference "
-                     f"{ratio(values['geomean_speedup_vs_reference'])}  after a gap / back to back "
-                     f"{ratio(values.get('geomean_gap_slowdown'))} (p99 {ratio(values.get('geomean_gap_p99_slowdown'))})")
+                     f"{ratio(values.get('geomean_gap_speedup_vs_best_peer'))})  ")
+        line += (f"vs torch {ratio(values['geomean_speedup_vs_torch'])}  vs BLAS "
+                 f"{ratio(values['geomean_fraction_of_blas'])}  roofline {fraction(values['geomean_roofline_fraction'])}"
+                 f"  vs reference {ratio(values['geomean_speedup_vs_reference'])}")
+        slowdown = values.get("geomean_gap_slowdown")
+        if slowdown is not None and math.isfinite(slowdown):
+            line += f"  after a gap / back to back {ratio(slowdown)} (p99 {ratio(values.get('geomean_gap_p99_slowdown'))})"
+        lines.append(line)
     notes = report["settings"].get("peer_notes") or {}
     if notes:
         lines.append("peers left out: " + ", ".join(f"{name} ({why})" for name, why in notes.items()))
