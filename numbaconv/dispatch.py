@@ -291,8 +291,10 @@ def select(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> tupl
             "1x1 kernel with groups=1 is a GEMM (C_out x C_in times C_in x pixels): numbaconv's packed AVX-512 GEMM "
             "with the epilogue fused, on Numba's thread pool alone. Measured against NumPy's BLAS over the nine "
             "networks' 122 pointwise layers (2-core VM, back to back): 1.07x (NCHW) / 1.01x (NHWC) at batch 1, "
-            "1.21x / 0.95x at batch 8; after an idle gap BLAS's second thread pool stalls for milliseconds "
-            "(p99 4-36 ms against 0.2-2 ms). algorithm='pointwise_blas' forces BLAS"
+            "1.21x / 0.95x at batch 8, and after an idle gap BLAS's second thread pool stalled for milliseconds "
+            "(p99 4-36 ms against 0.2-2 ms); on another VM of the same kind the BLAS kernel was faster "
+            "(this kernel 0.62x at batch 1, 0.86x at batch 8, also after gaps). algorithm='pointwise_blas' "
+            "forces BLAS; algorithm='tuned' measures both on this machine"
         )
     if spec.is_depthwise:
         why_not = _needs_depthwise(spec)
