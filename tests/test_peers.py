@@ -183,7 +183,8 @@ def test_bench_with_peers_fills_the_peer_columns(tmp_path):
         else:
             assert row["best_peer"] is None and row["peers"] == {}
     lines = report.summary_lines(data)
-    assert any("vs best peer" in line for line in lines)
+    assert any("vs best peer" in line for line in lines) == bool(INSTALLED)
+    assert any(line.startswith("peers left out") for line in lines) == (set(INSTALLED) != set(peers.NAMES))
 
 
 @pytest.mark.parametrize("argv, message", [
