@@ -82,7 +82,7 @@ class Row:
     speedup_vs_best_peer: float | None = None  # best peer's time / ours: above 1, numbaconv faster
     best_peer_gap_s: float | None = None  # that peer's median after an idle gap
     gap_speedup_vs_best_peer: float | None = None  # after a gap: that peer's time / ours
-    notes: str | None = None  # peers left out, and why
+    notes: str | None = None  # peers left out and why, wrong outputs (numbaconv's included)
 
 
 def problem(layer: workloads.Layer, batch: int, dtype):

@@ -19,7 +19,7 @@ How each is set up, so that it runs at its best:
 - **ONNX Runtime**: a one-node ``Conv`` model (weight and bias as initializers); NHWC wraps it in two
   ``Transpose`` nodes, which ORT's layout optimizer folds into its channels-last kernels.  The graph
   optimization level matters 5-10x on some layers, so both ``ORT_ENABLE_ALL`` and
-  ``ORT_ENABLE_EXTENDED`` sessions are built and the caller keeps the faster (`best_of`); input and
+  ``ORT_ENABLE_EXTENDED`` sessions are built and `time_calls` keeps the faster; input and
   output are bound once (``IOBinding``), so a call is the session's run alone.
   ``intra_op_num_threads`` = our threads.
 - **OpenVINO**: ``Convolution`` / ``GroupConvolution`` + ``Add`` (bias) compiled for the CPU plugin with
@@ -40,6 +40,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from . import runtime, timing
+from .spec import ConvSpec
 
 NAMES = ("torch", "onnxruntime", "openvino")
 LAYOUTS = ("NCHW", "NHWC")
@@ -75,15 +76,11 @@ def _module(name: str):
     return module
 
 
-def _pairs(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
-
-
-def _settings(weight, kwargs: dict) -> dict:
-    stride, dilation = _pairs(kwargs.get("stride", 1)), _pairs(kwargs.get("dilation", 1))
-    padding = _pairs(kwargs.get("padding", 0))
-    return dict(stride=stride, dilation=dilation, padding=padding, groups=kwargs.get("groups", 1),
-                kernel=tuple(weight.shape[2:]))
+def _spec(x, weight, kwargs: dict) -> ConvSpec:
+    """The problem's geometry as numbaconv validates it: stride, dilation and padding as pairs (padding
+    top, bottom, left, right) and the output size, for the peers' graphs."""
+    return ConvSpec.from_shapes(x.shape, weight.shape, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
+                                kwargs.get("dilation", 1), kwargs.get("groups", 1), dtype=x.dtype)
 
 
 def calls(x, weight, bias, kwargs: dict, threads: int, peers=NAMES) -> tuple[dict, dict]:
@@ -140,16 +137,15 @@ def _onnxruntime(ort, x, weight, bias, kwargs, threads):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    s = _settings(weight, kwargs)
-    (sh, sw), (dh, dw), (ph, pw) = s["stride"], s["dilation"], s["padding"]
+    spec = _spec(x, weight, kwargs)
+    top, bottom, left, right = spec.padding
     n, c, h, w = x.shape
-    co, (kh, kw) = weight.shape[0], s["kernel"]
-    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    co, oh, ow = spec.out_channels, spec.out_height, spec.out_width
     found = {}
     for layout in LAYOUTS:
-        conv = helper.make_node("Conv", ["xc", "W", "B"], ["yc"], strides=[sh, sw], dilations=[dh, dw],
-                                pads=[ph, pw, ph, pw], group=s["groups"], kernel_shape=[kh, kw])
+        conv = helper.make_node("Conv", ["xc", "W", "B"], ["yc"], strides=list(spec.stride),
+                                dilations=list(spec.dilation), pads=[top, left, bottom, right], group=spec.groups,
+                                kernel_shape=[spec.kernel_height, spec.kernel_width])
         if layout == "NCHW":
             nodes, x_shape, y_shape = [conv], [n, c, h, w], [n, co, oh, ow]
             conv.input[0], conv.output[0] = "X", "Y"
@@ -191,16 +187,16 @@ def _onnxruntime(ort, x, weight, bias, kwargs, threads):
 def _openvino(ov, x, weight, bias, kwargs, threads):
     from openvino import opset13 as ops
 
-    s = _settings(weight, kwargs)
-    groups = s["groups"]
-    (ph, pw) = s["padding"]
+    spec = _spec(x, weight, kwargs)
+    groups = spec.groups
+    top, bottom, left, right = spec.padding
     core = ov.Core()
     found = {}
     for layout in LAYOUTS:
         data = x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         parameter = ops.parameter(list(data.shape), np.float32, name="X")
         value = parameter if layout == "NCHW" else ops.transpose(parameter, ops.constant(np.array([0, 3, 1, 2])))
-        conv_args = (list(s["stride"]), [ph, pw], [ph, pw], list(s["dilation"]))
+        conv_args = (list(spec.stride), [top, left], [bottom, right], list(spec.dilation))
         if groups == 1:
             y = ops.convolution(value, ops.constant(weight), *conv_args)
         else:
@@ -269,8 +265,7 @@ def time_calls(found: dict, expected, dtype, repeat: int, gap_rounds: int, gap_s
     for entry in results.values():
         call = entry.pop("call")
         if entry["median_s"] is not None and gap_rounds:
-            gaps = timing.after_gap(call, gap_rounds, gap_s)
-            entry["gap_median_s"], entry["gap_p99_s"] = float(np.median(gaps)), timing.percentile(gaps, 99)
+            entry["gap_median_s"], entry["gap_p99_s"] = timing.summary(timing.after_gap(call, gap_rounds, gap_s))
     return results
 
 
@@ -284,9 +279,7 @@ def _serve(requests, replies, name: str, threads: int, cpus=None) -> None:
             os.sched_setaffinity(0, cpus)
         except OSError:
             pass
-    module = _module(name)
-    if module is not None and name == "torch":
-        module.set_num_threads(threads)
+    module = _module(name)  # (the torch builder sets its threads per layer)
     replies.send(module is not None)
     while True:
         try:

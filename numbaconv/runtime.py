@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
 import warnings
 
@@ -54,13 +55,8 @@ if LATENCY_MODE:
     _default("NUMBA_THREADING_LAYER", "omp")
     _default("GOMP_SPINCOUNT", "200000")
     _default("OMP_PROC_BIND", "true")
-    try:  # Numba already imported: its config has read the environment
-        import sys as _sys
-
-        if "numba" in _sys.modules:
-            _sys.modules["numba"].config.THREADING_LAYER = "omp"
-    except Exception:
-        pass
+    if "numba" in sys.modules:  # Numba already imported: its config has read the environment
+        sys.modules["numba"].config.THREADING_LAYER = "omp"
 # NumPy's BLAS is left as the user set it up (numbaconv used to export OPENBLAS_THREAD_TIMEOUT=4,
 # which makes OpenBLAS's workers sleep at once: under the TBB layer it made no measurable
 # difference to the BLAS-backed kernels, 0.9-1.1x on the default suite, and it changed every BLAS

@@ -62,11 +62,14 @@ def after_gap(fn, rounds: int, gap_s: float = GAP_S) -> list[float]:
     return samples
 
 
+def summary(samples) -> tuple[float, float]:
+    """The median and the 99th percentile of timed calls."""
+    return statistics.median(samples), percentile(samples, 99)
+
+
 def measure(fn, repeat: int, gap_rounds: int = 0, gap_s: float = GAP_S, settle_s: float = SETTLE_S) -> Timing:
     """Back-to-back median and p99 of ``fn()``, and with ``gap_rounds`` the same after idle gaps."""
-    samples = back_to_back(fn, repeat, settle_s)
-    timing = Timing(statistics.median(samples), percentile(samples, 99))
+    timing = Timing(*summary(back_to_back(fn, repeat, settle_s)))
     if gap_rounds:
-        gaps = after_gap(fn, gap_rounds, gap_s)
-        timing.gap_median_s, timing.gap_p99_s = statistics.median(gaps), percentile(gaps, 99)
+        timing.gap_median_s, timing.gap_p99_s = summary(after_gap(fn, gap_rounds, gap_s))
     return timing
