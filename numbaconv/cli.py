@@ -232,8 +232,9 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     b = commands.add_parser("bench", help="time real network layers against the reference and peers")
     b.add_argument("--suite", default="default",
-                   help="default, all, a family (pointwise/depthwise/grouped) or a network: "
-                        + ", ".join(sorted(workloads.NETWORKS)))
+                   help="default, all, a family (pointwise/depthwise/grouped), a network ("
+                        + ", ".join(sorted(workloads.NETWORKS)) + ") or a layer (network/name); "
+                        "several joined by commas")
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--batch", type=int, default=1)
     b.add_argument("--dtype", choices=["float32", "float64"], default="float32")

@@ -319,10 +319,15 @@ def layer(key: str) -> Layer:
 
 
 def suite(name: str) -> list[Layer]:
-    """The layers of a suite: ``'default'``, ``'all'``, a family, a network, or several of
-    these joined by commas (``'mobilenet_v2,xception'``)."""
+    """The layers of a suite: ``'default'``, ``'all'``, a family, a network, one layer by its key
+    (``'resnet50/conv3_reduce_x3'``), or several of these joined by commas (``'mobilenet_v2,xception'``)."""
     if "," in name:
         return [lay for part in name.split(",") if part.strip() for lay in suite(part.strip())]
+    if "/" in name:
+        try:
+            return [layer(name)]
+        except KeyError as error:
+            raise ValueError(f"suite: {error.args[0]}") from None
     if name == "default":
         return [layer(key) for key in DEFAULT_SUITE]
     if name in NETWORKS:

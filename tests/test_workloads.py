@@ -92,6 +92,10 @@ def test_suites():
     assert {layer.network for layer in default} == set(workloads.NETWORKS)
     both = workloads.suite("mobilenet_v2, xception")
     assert both == workloads.NETWORKS["mobilenet_v2"] + workloads.NETWORKS["xception"]
+    one = workloads.suite("resnet50/conv3_reduce_x3,mobilenet_v2/b2_expand")
+    assert [layer.name for layer in one] == ["conv3_reduce_x3", "b2_expand"]
+    with pytest.raises(ValueError, match="suite: no layer 'b9' in mobilenet_v2"):
+        workloads.suite("mobilenet_v2/b9")
     with pytest.raises(ValueError, match="suite must be .* got 'mobilenet'"):
         workloads.suite("mobilenet")
     with pytest.raises(KeyError, match="no layer 'b9' in mobilenet_v2"):

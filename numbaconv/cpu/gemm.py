@@ -10,10 +10,10 @@ parallel task = (batch item, block of at most GEMM_BLOCK_ROWS rows x GEMM_BLOCK_
 
     for each K block of GEMM_DEPTH:
         pack this block of the other operand          # B's columns; or A's rows (unless read in place)
-        for each B panel:                             # the panel (GEMM_DEPTH x tile width) stays in L1
-            for each A panel:                         # streamed from L2
-                simd.tile(...)                        # TILE_ROWS x (TILE_VECTORS x 16) accumulators in registers
-    bias + activation over the block, while it is in cache
+        for each A panel:                             # the panel (TILE_ROWS x GEMM_DEPTH) stays in L1
+            for each B panel:                         # streamed from L2
+                simd.tile(...)                        # TILE_ROWS x (TILE_VECTORS x 16) accumulators in registers;
+                                                      # the last K block adds the bias and activates as it stores
 
 The K blocks' partial sums are added into C, so a long reduction is summed in blocks of GEMM_DEPTH
 (the error of a GEMM_DEPTH-term dot product per block, like BLAS).  Tasks own their block of C: no
@@ -26,7 +26,6 @@ import numpy as np
 from numba import njit, prange
 
 from ..config import FASTMATH, GEMM_BLOCK_COLUMNS, GEMM_BLOCK_ROWS, GEMM_DEPTH, GEMM_TILE_ROWS, GEMM_TILE_VECTORS
-from .epilogue import activate
 from .simd import VECTOR_BYTES, tile
 from .twins import Twins
 
@@ -120,11 +119,7 @@ def _gemm(a, a_batch, a_row, a_k, b, b_batch, b_k, b_column, c, c_batch, c_row, 
         own = np.empty((b_panels * width if shared_is_a else (a_panels * GEMM_TILE_ROWS if pack_own else 0))
                        * GEMM_DEPTH, dtype=c.dtype)
         c_block = n * c_batch + i0 * c_row + j0
-        if depth == 0:  # an empty reduction: the epilogue sees zeros
-            for r in range(block_height):
-                for j in range(block_width):
-                    c[_U(c_block + r * c_row + j)] = 0
-        for k0 in range(0, depth, GEMM_DEPTH):
+        for k0 in range(0, max(depth, 1), GEMM_DEPTH):  # an empty reduction: one pass of kc = 0 (the epilogue of 0)
             kc = min(GEMM_DEPTH, depth - k0)
             # where tile p's A starts and how it is strided: a shared or own packed panel, or A in place
             if shared_is_a:  # this task's columns of B, packed k-major; A's panels from the shared packing
@@ -142,22 +137,16 @@ def _gemm(a, a_batch, a_row, a_k, b, b_batch, b_k, b_column, c, c_batch, c_row, 
                     a_source = a
                     a_first, a_panel, a_r, a_kk = n * a_batch + i0 * a_row + k0 * a_k, GEMM_TILE_ROWS * a_row, a_row, a_k
                 b_source, b_first, b_panel = shared, ((j0 // width) * depth + k0) * width, depth * width
-            for q in range(b_panels):
-                for p in range(a_panels):
+            # the A panel (TILE_ROWS x kc) stays in L1 while the B panels stream through from L2; the last K
+            # block's tiles add the bias and activate as they store (the epilogue fused, in registers)
+            final = k0 + GEMM_DEPTH >= depth
+            for p in range(a_panels):
+                for q in range(b_panels):
                     tile(a_source, a_first + p * a_panel, a_r, a_kk, b_source, b_first + q * b_panel,
                          c, c_block + p * GEMM_TILE_ROWS * c_row + q * width, c_row, kc,
-                         block_height - p * GEMM_TILE_ROWS, block_width - q * width, k0 > 0,
+                         block_height - p * GEMM_TILE_ROWS, block_width - q * width, k0 > 0, final,
+                         bias, (i0 + p * GEMM_TILE_ROWS) if bias_per_row else (j0 + q * width), bias_per_row, act,
                          GEMM_TILE_ROWS, GEMM_TILE_VECTORS)
-        # the epilogue while the block is in cache: bias per row (NCHW: rows are output channels) or per column
-        for r in range(block_height):
-            start = c_block + r * c_row
-            if bias_per_row:
-                value = bias[i0 + r]
-                for j in range(block_width):
-                    c[_U(start + j)] = activate(c[_U(start + j)] + value, act)
-            else:
-                for j in range(block_width):
-                    c[_U(start + j)] = activate(c[_U(start + j)] + bias[j0 + j], act)
 
 
 gemm = Twins(_gemm, fastmath=FASTMATH)

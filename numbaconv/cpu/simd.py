@@ -36,31 +36,66 @@ def _splat(builder, value, vector_type):
     return builder.shuffle_vector(single, undef, ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
 
 
+def _activate(builder, module, value, code, vector):
+    """``epilogue.activate`` on a vector, for a compile-time activation ``code`` (0 none, 1 relu, 2 relu6,
+    3 silu, 4 hardswish), with the same operations in the same order and NaN falling through as there."""
+    def constant(x):
+        return ir.Constant(vector, [x] * vector.count)
+
+    zero = constant(0.0)
+    if code == 1:
+        return builder.select(builder.fcmp_ordered("<", value, zero), zero, value)
+    if code == 2:
+        six = constant(6.0)
+        capped = builder.select(builder.fcmp_ordered(">", value, six), six, value)
+        return builder.select(builder.fcmp_ordered("<", value, zero), zero, capped)
+    if code == 3:  # value * (1 / (1 + exp(-value)))
+        exp = cgutils.get_or_insert_function(module, ir.FunctionType(vector, [vector]),
+                                             f"llvm.exp.v{vector.count}{_suffix(vector)}")
+        sigmoid = builder.fdiv(constant(1.0), builder.fadd(constant(1.0), builder.call(exp, [builder.fneg(value)])))
+        return builder.fmul(value, sigmoid)
+    if code == 4:  # gate = value + 3: value * 0 below 0, value above 6, else value * gate / 6
+        gate = builder.fadd(value, constant(3.0))
+        middle = builder.fdiv(builder.fmul(value, gate), constant(6.0))
+        upper = builder.select(builder.fcmp_ordered(">", gate, constant(6.0)), value, middle)
+        return builder.select(builder.fcmp_ordered("<", gate, zero), builder.fmul(value, zero), upper)
+    return value
+
+
+def _suffix(vector):
+    return "f32" if isinstance(vector.element, ir.FloatType) else "f64"
+
+
+ACTIVATION_COUNT = 5  # the codes `_activate` knows
+
+
 @intrinsic
 def tile(typingctx, a, a_offset, a_row, a_k, packed_b, b_offset, c, c_offset, c_row, kc, row_count, columns,
-         accumulate, rows, vectors):
+         accumulate, final, bias, bias_offset, bias_per_row, act, rows, vectors):
     """c[c_offset + r*c_row + j] (+)= sum_k a[a_offset + r*a_row + k*a_k] * packed_b[b_offset + k*N + j]
 
     for r < min(rows, row_count), j < min(columns, N), k < kc, where N = vectors x lanes; ``rows`` and
     ``vectors`` are compile-time constants (integer literals).  A is read through strides (a packed panel:
     a_row = 1, a_k = rows; or the matrix itself: rows past ``row_count`` read the last valid row instead).
-    ``accumulate`` adds to c (K blocks after the first), else c is overwritten."""
+    ``accumulate`` adds to c (K blocks after the first), else c is overwritten.  Where ``final`` (the last
+    K block), the convolution's epilogue is applied to the sum before it is stored:
+    ``activate(sum + bias[bias_offset + (r if bias_per_row else j)], act)``, as `epilogue.activate`."""
     if not (isinstance(rows, types.IntegerLiteral) and isinstance(vectors, types.IntegerLiteral)):
         return None
     n_rows, n_vectors = rows.literal_value, vectors.literal_value
     signature = types.void(a, a_offset, a_row, a_k, packed_b, b_offset, c, c_offset, c_row, kc, row_count, columns,
-                           accumulate, rows, vectors)
+                           accumulate, final, bias, bias_offset, bias_per_row, act, rows, vectors)
 
     def codegen(context, builder, sig, args):
         (a_array, a_offset, a_row, a_k, b_array, b_offset, c_array, c_offset, c_row, kc, row_count, columns,
-         accumulate, _, _) = args
+         accumulate, final, bias_array, bias_offset, bias_per_row, act, _, _) = args
         scalar = context.get_data_type(sig.args[0].dtype)
         lanes = VECTOR_BYTES // context.get_abi_sizeof(scalar)
         vector = ir.VectorType(scalar, lanes)
         pointer = vector.as_pointer()
         i64, i32 = ir.IntType(64), ir.IntType(32)
         mask_type = ir.VectorType(ir.IntType(1), lanes)
-        name = f"v{lanes}{'f32' if isinstance(scalar, ir.FloatType) else 'f64'}"
+        name = f"v{lanes}{_suffix(vector)}"
         module = builder.module
         fma = cgutils.get_or_insert_function(module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.{name}")
         masked_load = cgutils.get_or_insert_function(
@@ -70,6 +105,7 @@ def tile(typingctx, a, a_offset, a_row, a_k, packed_b, b_offset, c, c_offset, c_
         a_data = context.make_array(sig.args[0])(context, builder, a_array).data
         b_data = context.make_array(sig.args[4])(context, builder, b_array).data
         c_data = context.make_array(sig.args[6])(context, builder, c_array).data
+        bias_data = context.make_array(sig.args[14])(context, builder, bias_array).data
         zero = ir.Constant(vector, None)
         # accumulators: allocas in the entry block, promoted to registers by LLVM (mem2reg)
         acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(n_vectors)] for _ in range(n_rows)]
@@ -95,19 +131,57 @@ def tile(typingctx, a, a_offset, a_row, a_k, packed_b, b_offset, c, c_offset, c_
         masks = [builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes), [v * lanes + l for l in range(lanes)]),
                                      limit) for v in range(n_vectors)]
         alignment = ir.Constant(i32, context.get_abi_sizeof(scalar))
-        for r in range(n_rows):
-            with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, r), row_count), likely=True):
-                row = builder.add(c_offset, builder.mul(ir.Constant(i64, r), c_row))
-                for v in range(n_vectors):
-                    address = builder.bitcast(builder.gep(c_data, [builder.add(row, ir.Constant(i64, v * lanes))]),
-                                              pointer)
-                    value = builder.load(acc[r][v])
-                    with builder.if_else(accumulate) as (add, overwrite):
-                        with add:
+
+        def element(data, index):
+            return builder.gep(data, [index])
+
+        def store_tile(code, per_row):
+            """The tile's stores: the sum (plus what c holds, where ``accumulate``), then -- where ``code`` is
+            not None -- the bias (per row or per column) and activation ``code``."""
+            column_bias = [builder.call(masked_load, [builder.bitcast(element(bias_data, builder.add(
+                bias_offset, ir.Constant(i64, v * lanes))), pointer), alignment, masks[v], zero])
+                for v in range(n_vectors)] if code is not None and not per_row else None
+            for r in range(n_rows):
+                with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, r), row_count), likely=True):
+                    row = builder.add(c_offset, builder.mul(ir.Constant(i64, r), c_row))
+                    if code is not None and per_row:
+                        row_bias = _splat(builder, builder.load(element(bias_data, builder.add(
+                            bias_offset, ir.Constant(i64, r)))), vector)
+                    for v in range(n_vectors):
+                        address = builder.bitcast(element(c_data, builder.add(row, ir.Constant(i64, v * lanes))),
+                                                  pointer)
+                        value = builder.load(acc[r][v])
+                        before = builder.block
+                        with builder.if_then(accumulate):
                             old = builder.call(masked_load, [address, alignment, masks[v], zero])
-                            builder.call(masked_store, [builder.fadd(value, old), address, alignment, masks[v]])
-                        with overwrite:
-                            builder.call(masked_store, [value, address, alignment, masks[v]])
+                            added = builder.fadd(value, old)
+                            added_block = builder.block
+                        merged = builder.phi(vector)
+                        merged.add_incoming(value, before)
+                        merged.add_incoming(added, added_block)
+                        value = merged
+                        if code is not None:
+                            value = _activate(builder, module, builder.fadd(
+                                value, row_bias if per_row else column_bias[v]), code, vector)
+                        builder.call(masked_store, [value, address, alignment, masks[v]])
+
+        # one copy of the stores per epilogue: not final; final with each activation, bias per row or column
+        after = builder.append_basic_block("tile.stored")
+        plain = builder.append_basic_block("tile.plain")
+        selector = builder.select(final, builder.add(builder.mul(builder.zext(bias_per_row, i64), ir.Constant(
+            i64, ACTIVATION_COUNT)), builder.add(act, ir.Constant(i64, 1))), ir.Constant(i64, 0))
+        switch = builder.switch(selector, plain)
+        builder.position_at_end(plain)
+        store_tile(None, False)
+        builder.branch(after)
+        for per_row in (False, True):
+            for code in range(ACTIVATION_COUNT):
+                case = builder.append_basic_block(f"tile.final.{int(per_row)}.{code}")
+                switch.add_case(ir.Constant(i64, int(per_row) * ACTIVATION_COUNT + code + 1), case)
+                builder.position_at_end(case)
+                store_tile(code, per_row)
+                builder.branch(after)
+        builder.position_at_end(after)
         return context.get_dummy_value()
 
     return signature, codegen
