@@ -114,3 +114,20 @@ def test_the_fma_roof_is_measured_per_dtype():
     single, double = limits.fma_flops_per_s("float32", seconds=0.01, repeat=1), \
         limits.fma_flops_per_s("float64", seconds=0.01, repeat=1)
     assert single > 0 and double > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias_per_row", [True, False])
+@pytest.mark.parametrize("act", range(len(ACTIVATIONS)))
+def test_fused_epilogue_on_special_values(act, bias_per_row, dtype):
+    """The tile's vector epilogue against the reference activation, value by value: NaN, infinities,
+    signed zeros and each activation's kinks (-3, 0, 3, 6)."""
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, -3.0, 3.0, 6.0, 6.5, -7.25, 1e30, -1e30, 0.5, -0.5],
+                        dtype)
+    rows = len(specials)
+    a = specials[:, None] if bias_per_row else np.ones((rows, 1), dtype)
+    b = np.ones((1, 1, 40), dtype) if bias_per_row else np.tile(specials, 3)[None, None, :40].copy()
+    bias = np.zeros(rows if bias_per_row else 40, dtype)
+    got = product(a, b, bias, bias_per_row, act)[0]
+    wanted = reference.ACTIVATION_FUNCTIONS[ACTIVATIONS[act]](np.matmul(a, b[0]).astype(np.float64)).astype(dtype)
+    np.testing.assert_allclose(got, wanted, rtol=4 * np.finfo(dtype).eps, atol=0, equal_nan=True)
