@@ -131,3 +131,23 @@ def test_fused_epilogue_on_special_values(act, bias_per_row, dtype):
     got = product(a, b, bias, bias_per_row, act)[0]
     wanted = reference.ACTIVATION_FUNCTIONS[ACTIVATIONS[act]](np.matmul(a, b[0]).astype(np.float64)).astype(dtype)
     np.testing.assert_allclose(got, wanted, rtol=4 * np.finfo(dtype).eps, atol=0, equal_nan=True)
+
+
+@given(rows=st.integers(1, 70), columns=st.integers(1, 90), depth=st.integers(0, GEMM_DEPTH + 40),
+       a_transposed=st.booleans(), b_transposed=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**16))
+def test_every_operand_layout(rows, columns, depth, a_transposed, b_transposed, dtype, seed):
+    """A and B each row-major or transposed (k contiguous: the packings' transposing paths, square blocks with
+    ragged edges), whichever operand is shared, against float64."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((rows, depth)).astype(dtype)
+    b = rng.standard_normal((depth, columns)).astype(dtype)
+    a_memory = np.ascontiguousarray(a.T) if a_transposed else a
+    b_memory = np.ascontiguousarray(b.T) if b_transposed else b
+    a_row, a_k = (1, rows) if a_transposed else (depth, 1)
+    b_k, b_column = (1, depth) if b_transposed else (columns, 1)
+    c = np.empty((rows, columns), dtype)
+    bias = rng.standard_normal(columns).astype(dtype)
+    gemm.matmul(a_memory.reshape(-1), 0, a_row, a_k, b_memory.reshape(-1), 0, b_k, b_column, c.reshape(-1), 0,
+                columns, 1, rows, columns, depth, bias, False, 0, 2)
+    assert (np.abs(c - expected(a, b, bias, False, 0)) <= bound(a, b, dtype)).all()

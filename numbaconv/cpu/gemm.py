@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..config import FASTMATH, GEMM_BLOCK_COLUMNS, GEMM_BLOCK_ROWS, GEMM_DEPTH, GEMM_TILE_ROWS, GEMM_TILE_VECTORS
-from .simd import VECTOR_BYTES, tile
+from .simd import VECTOR_BYTES, tile, transpose_block
 from .twins import Twins
 
 _U = np.uint64
@@ -41,11 +41,20 @@ def tile_columns(dtype) -> int:
 def _pack_rows(a, a_row, a_k, first_row, rows, k0, kc, panels, out, out_offset, out_depth):
     """A's rows [first_row, first_row + rows), columns [k0, k0 + kc) as panels of TILE_ROWS rows:
     out[out_offset + (p*out_depth + k)*TILE_ROWS + r] = a[(first_row + p*TILE_ROWS + r)*a_row + (k0 + k)*a_k],
-    zero past the last row.  (``a`` already offset to the batch item.)"""
+    zero past the last row.  (``a`` already offset to the batch item.)  Rows contiguous in k (the weights
+    of an NCHW layer) are transposed a vector's lanes square at a time (`simd.transpose_block`)."""
+    lanes = VECTOR_BYTES // a.itemsize
     for p in range(panels):
         valid = min(GEMM_TILE_ROWS, rows - p * GEMM_TILE_ROWS)
         base = out_offset + p * out_depth * GEMM_TILE_ROWS
         source = (first_row + p * GEMM_TILE_ROWS) * a_row + k0 * a_k
+        if a_k == 1:
+            for k in range(0, kc, lanes):
+                for r in range(0, GEMM_TILE_ROWS, lanes):
+                    transpose_block(a, source + r * a_row + k, a_row, max(0, min(lanes, valid - r)),
+                                    min(lanes, kc - k), out, base + k * GEMM_TILE_ROWS + r, GEMM_TILE_ROWS,
+                                    min(lanes, GEMM_TILE_ROWS - r))
+            continue
         for k in range(kc):  # contiguous writes; the reads walk TILE_ROWS rows of A in step
             target = base + k * GEMM_TILE_ROWS
             column = source + k * a_k
@@ -60,8 +69,17 @@ def _pack_columns(b, b_k, b_column, first_column, columns, k0, kc, panels, width
     """B's rows [k0, k0 + kc), columns [first_column, first_column + columns) as panels of ``width`` columns:
     out[out_offset + (q*out_depth + k)*width + l] = b[(k0 + k)*b_k + (first_column + q*width + l)*b_column],
     zero past the last column."""
+    lanes = VECTOR_BYTES // b.itemsize
     for q in range(panels):
         valid = min(width, columns - q * width)
+        if b_k == 1 and b_column != 1:  # B's columns contiguous in k (W^T of an NHWC layer): transposed in squares
+            source = k0 + (first_column + q * width) * b_column
+            target = out_offset + q * out_depth * width
+            for k in range(0, kc, lanes):
+                for l in range(0, width, lanes):
+                    transpose_block(b, source + l * b_column + k, b_column, max(0, min(lanes, valid - l)),
+                                    min(lanes, kc - k), out, target + k * width + l, width, lanes)
+            continue
         for k in range(kc):
             target = out_offset + (q * out_depth + k) * width
             source = (k0 + k) * b_k + (first_column + q * width) * b_column

@@ -218,3 +218,65 @@ def fma_chains(typingctx, out, iterations, chains):
         return context.get_dummy_value()
 
     return signature, codegen
+
+
+@intrinsic
+def transpose_block(typingctx, source, source_offset, source_row, rows, columns, target, target_offset, target_row,
+                    stored):
+    """target[target_offset + j*target_row + i] = source[source_offset + i*source_row + j] for j < columns and
+    i < ``stored``, for one square block of one vector's lanes L (16 float32 / 8 float64): rows i >= ``rows``
+    (and columns past ``columns`` are never read) give zeros -- the zero padding of a packed panel's edge.
+    ``stored`` <= L lanes of each target row are written (the rest of a 64-byte store is masked off).
+
+    The rows are loaded as vectors (masked to ``columns``), transposed in registers by log2(L) stages of
+    two-source lane shuffles (each stage swaps the off-diagonal halves of every 2h x 2h block: h = L/2, ...,
+    1), and stored as vectors: the packing of a GEMM operand whose k axis is the source's contiguous one."""
+    signature = types.void(source, source_offset, source_row, rows, columns, target, target_offset, target_row,
+                           stored)
+
+    def codegen(context, builder, sig, args):
+        source_array, source_offset, source_row, rows, columns, target_array, target_offset, target_row, stored = args
+        scalar = context.get_data_type(sig.args[0].dtype)
+        lanes = VECTOR_BYTES // context.get_abi_sizeof(scalar)
+        vector = ir.VectorType(scalar, lanes)
+        pointer = vector.as_pointer()
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        mask_type = ir.VectorType(ir.IntType(1), lanes)
+        name = f"v{lanes}{_suffix(vector)}"
+        module = builder.module
+        masked_load = cgutils.get_or_insert_function(
+            module, ir.FunctionType(vector, [pointer, i32, mask_type, vector]), f"llvm.masked.load.{name}.p0")
+        masked_store = cgutils.get_or_insert_function(
+            module, ir.FunctionType(ir.VoidType(), [vector, pointer, i32, mask_type]), f"llvm.masked.store.{name}.p0")
+        source_data = context.make_array(sig.args[0])(context, builder, source_array).data
+        target_data = context.make_array(sig.args[5])(context, builder, target_array).data
+        alignment = ir.Constant(i32, context.get_abi_sizeof(scalar))
+        zero = ir.Constant(vector, None)
+        lane_numbers = ir.Constant(ir.VectorType(i64, lanes), list(range(lanes)))
+        column_mask = builder.icmp_signed("<", lane_numbers, _splat(builder, columns, ir.VectorType(i64, lanes)))
+        store_mask = builder.icmp_signed("<", lane_numbers, _splat(builder, stored, ir.VectorType(i64, lanes)))
+        values = []
+        for i in range(lanes):  # row i, or zeros past the last row (its load masked off entirely)
+            mask = builder.and_(column_mask, _splat(builder, builder.icmp_signed("<", ir.Constant(i64, i), rows),
+                                                    mask_type))
+            address = builder.bitcast(builder.gep(source_data, [builder.add(
+                source_offset, builder.mul(ir.Constant(i64, i), source_row))]), pointer)
+            values.append(builder.call(masked_load, [address, alignment, mask, zero]))
+        h = lanes // 2
+        while h:
+            low = ir.Constant(ir.VectorType(i32, lanes), [c if c & h == 0 else lanes + c - h for c in range(lanes)])
+            high = ir.Constant(ir.VectorType(i32, lanes), [c + h if c & h == 0 else lanes + c for c in range(lanes)])
+            for i in range(lanes):
+                if i & h == 0:
+                    first, second = values[i], values[i + h]
+                    values[i] = builder.shuffle_vector(first, second, low)
+                    values[i + h] = builder.shuffle_vector(first, second, high)
+            h //= 2
+        for j in range(lanes):
+            with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, j), columns)):
+                address = builder.bitcast(builder.gep(target_data, [builder.add(
+                    target_offset, builder.mul(ir.Constant(i64, j), target_row))]), pointer)
+                builder.call(masked_store, [values[j], address, alignment, store_mask])
+        return context.get_dummy_value()
+
+    return signature, codegen
