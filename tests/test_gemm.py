@@ -151,3 +151,29 @@ def test_every_operand_layout(rows, columns, depth, a_transposed, b_transposed, 
     gemm.matmul(a_memory.reshape(-1), 0, a_row, a_k, b_memory.reshape(-1), 0, b_k, b_column, c.reshape(-1), 0,
                 columns, 1, rows, columns, depth, bias, False, 0, 2)
     assert (np.abs(c - expected(a, b, bias, False, 0)) <= bound(a, b, dtype)).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transpose_block_reads_and_writes_only_its_square(dtype):
+    """simd.transpose_block: rows past ``rows`` give zeros, columns past ``columns`` are neither read nor
+    written, lanes past ``stored`` are left alone, everything outside the block untouched."""
+    from numba import njit
+
+    from numbaconv.cpu.simd import VECTOR_BYTES, transpose_block
+
+    @njit
+    def run(source, rows, columns, target, stored):
+        transpose_block(source, 7, 40, rows, columns, target, 11, 33, stored)
+
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    for rows in (lanes, 3, 1, 0):
+        for columns in (lanes, 5, 0):
+            for stored in (lanes, lanes - 3):
+                source = np.random.default_rng(rows + columns).random(1600).astype(dtype)
+                target = np.full(1600, -1, dtype)
+                run(source, rows, columns, target, stored)
+                wanted = np.full(1600, -1, dtype)
+                for j in range(columns):
+                    for i in range(stored):
+                        wanted[11 + j * 33 + i] = source[7 + i * 40 + j] if i < rows else 0
+                assert np.array_equal(target, wanted), (rows, columns, stored)
