@@ -80,3 +80,7 @@ GEMM_BLOCK_COLUMNS = 512
 # Images of one output pixel (squeeze-and-excitation layers) with at least this many input channels run as a
 # matrix-vector product per image (cpu/gemm.gemv: W read once, unpacked); shorter reductions as the GEMM.
 GEMV_MIN_DEPTH = 64
+# Packed weights of frozen (read-only) weight arrays are kept for later calls (cpu/packcache.py), up to this
+# many bytes in all, least recently used first out: 128 MiB holds the packed 1x1 weights of any one network of
+# the suite (ResNeXt-50's, the largest, 82 MiB in float32; ResNet-50's 46 MiB, MobileNetV2's 8 MiB).
+PACKED_WEIGHTS_BYTES = 128 << 20

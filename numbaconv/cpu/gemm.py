@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..config import FASTMATH, GEMM_BLOCK_COLUMNS, GEMM_BLOCK_ROWS, GEMM_DEPTH, GEMM_TILE_ROWS, GEMM_TILE_VECTORS
+from .epilogue import activate
 from .simd import VECTOR_BYTES, tile, transpose_block
 from .twins import Twins
 
@@ -188,17 +189,19 @@ def _gemv(w, x, out, bias, act, zero):
 gemv = Twins(_gemv, fastmath={"contract", "reassoc"})
 
 
-def blocks(batch: int, rows: int, columns: int, dtype, threads: int, shared_is_a: bool) -> tuple[int, int]:
+def blocks(batch: int, rows: int, columns: int, dtype, threads: int, columns_first: bool) -> tuple[int, int]:
     """``(block_rows, block_columns)`` of C per task: at most GEMM_BLOCK_ROWS x GEMM_BLOCK_COLUMNS, cut into
-    equal parts until there are 4 tasks per thread where the problem has that many tiles -- the dimension
-    of the per-task operand first (columns when A is the shared one), so that the shared operand's
-    panels are read by as few tasks as possible."""
+    equal parts until there are 4 tasks per thread where the problem has that many tiles -- columns first
+    where ``columns_first`` (`share_a`: A, rows x depth, is the smaller operand), else rows.  With R row
+    parts and C column parts the tasks read A C times and B R times (A's rows and B's columns are split,
+    the other is read whole by each task), so cutting the larger operand's dimension first reads least;
+    packing per task follows the same count."""
     width = tile_columns(dtype)
     row_tiles, column_tiles = max(1, -(-rows // GEMM_TILE_ROWS)), max(1, -(-columns // width))  # empty: one
     row_parts = -(-row_tiles * GEMM_TILE_ROWS // GEMM_BLOCK_ROWS)
     column_parts = -(-column_tiles * width // GEMM_BLOCK_COLUMNS)
     while batch * row_parts * column_parts < 4 * threads and (row_parts < row_tiles or column_parts < column_tiles):
-        grow_columns = column_parts < column_tiles and (shared_is_a or row_parts == row_tiles)
+        grow_columns = column_parts < column_tiles and (columns_first or row_parts == row_tiles)
         if grow_columns:
             column_parts += 1
         else:
@@ -219,29 +222,35 @@ def shared_size(extent: int, depth: int, is_a: bool, dtype) -> int:
 
 
 def matmul(a, a_batch, a_row, a_k, b, b_batch, b_k, b_column, c, c_batch, c_row, batch, rows, columns, depth, bias,
-           bias_per_row, act, threads):
+           bias_per_row, act, threads, shared=None, shared_is_a=None):
     """`_gemm` on flat arrays (see there for the strides), choosing the shared operand (`share_a`), packing it,
     and the task blocks.  The shared operand must be the same for every batch item; where it is not, each
-    item is its own call."""
+    item is its own call.  ``shared`` (with ``shared_is_a``): that operand already packed (`pack`), e.g.
+    weights kept by `packcache`."""
     if batch == 0 or rows == 0 or columns == 0:
         return
-    shared_is_a = share_a(rows, columns)
+    if shared is None:  # the smaller operand; over a batch, the one all items share (the weights), if one is
+        shared_is_a = share_a(rows, columns) if batch == 1 or (a_batch == 0) == (b_batch == 0) else a_batch == 0
     if batch > 1 and (b_batch if not shared_is_a else a_batch) != 0:  # the shared operand differs per item
         for n in range(batch):
             matmul(a[n * a_batch:], 0, a_row, a_k, b[n * b_batch:], 0, b_k, b_column, c[n * c_batch:], 0, c_row, 1,
-                   rows, columns, depth, bias, bias_per_row, act, threads)
+                   rows, columns, depth, bias, bias_per_row, act, threads, shared, shared_is_a)
         return
-    width = tile_columns(c.dtype)
-    if shared_is_a:
-        shared = np.empty(shared_size(rows, depth, True, c.dtype), c.dtype)
-        pack_shared(rows * depth, a, a_row, a_k, rows, depth, True, width, shared)
-    else:
-        shared = np.empty(shared_size(columns, depth, False, c.dtype), c.dtype)
-        pack_shared(columns * depth, b, b_column, b_k, columns, depth, False, width, shared)
-    block_rows, block_columns = blocks(batch, rows, columns, c.dtype, threads, shared_is_a)
+    if shared is None:
+        shared = pack(a, a_row, a_k, rows, depth, True, c.dtype) if shared_is_a else \
+            pack(b, b_column, b_k, columns, depth, False, c.dtype)
+    block_rows, block_columns = blocks(batch, rows, columns, c.dtype, threads, share_a(rows, columns))
     gemm(batch * rows * columns * max(depth, 1), a, a_batch, a_row, a_k, b, b_batch, b_k, b_column, c, c_batch, c_row,
          batch, rows, columns, depth, shared, shared_is_a, pack_rows_of_a(a_row, a_k, c.dtype), bias, bias_per_row,
          act, block_rows, block_columns)
+
+
+def pack(operand, stride_outer, stride_k, extent, depth, is_a, dtype):
+    """`pack_shared`'s panels of ``operand`` (flat): A (``is_a``: ``extent`` rows ``stride_outer`` apart) or
+    B (``extent`` columns), ``depth`` deep along ``stride_k``."""
+    out = np.empty(shared_size(extent, depth, is_a, dtype), dtype)
+    pack_shared(extent * depth, operand, stride_outer, stride_k, extent, depth, is_a, tile_columns(dtype), out)
+    return out
 
 
 def pack_rows_of_a(a_row: int, a_k: int, dtype) -> bool:
@@ -256,6 +265,6 @@ def workspace(batch: int, rows: int, columns: int, depth: int, dtype, threads: i
     itemsize = np.dtype(dtype).itemsize
     shared_is_a = share_a(rows, columns)
     shared = shared_size(rows if shared_is_a else columns, depth, shared_is_a, dtype)
-    block_rows, block_columns = blocks(batch, rows, columns, dtype, threads, shared_is_a)
+    block_rows, block_columns = blocks(batch, rows, columns, dtype, threads, share_a(rows, columns))
     own = (block_columns if shared_is_a else block_rows) * GEMM_DEPTH
     return (shared + threads * own) * itemsize

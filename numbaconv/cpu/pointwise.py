@@ -22,7 +22,7 @@ import numpy as np
 from ..arrays import pad_input, pad_input_nhwc
 from ..config import GEMV_MIN_DEPTH
 from ..spec import ConvSpec
-from . import gemm
+from . import gemm, packcache
 from .epilogue import bias_activation_inplace, bias_activation_last_inplace
 from .grouped import grouped_conv_nchw, pack_weights, split_phases
 
@@ -95,18 +95,21 @@ def run_blas_nhwc(spec: ConvSpec, x, weight, bias, out):
 
 
 # ---- numbaconv's own GEMM ---------------------------------------------------------------------------------
-def _run_channels_last(spec: ConvSpec, operand, weights, bias, out):
+def _run_channels_last(spec: ConvSpec, operand, weights, bias, out, weight):
     """out (rows x C_out) = operand (rows x C_in) @ W^T + bias, activated: NHWC data, and images of one pixel
     in either layout (NCHW and NHWC are then one memory layout, (N, C)).  One pixel per image with a long
-    reduction is a matrix-vector product per image (`gemm.gemv`: no packing of W, which is read once)."""
+    reduction is a matrix-vector product per image (`gemm.gemv`: no packing of W, which is read once).
+    ``weight``: the caller's array, whose packing `packcache` keeps where it is frozen."""
     rows = operand.shape[0]
     if spec.out_height * spec.out_width == 1 and spec.in_channels >= GEMV_MIN_DEPTH:
         gemm.gemv(rows * spec.out_channels * spec.in_channels, weights, operand, out.reshape(rows, spec.out_channels),
                   bias, spec.activation_code, np.zeros((), spec.dtype)[()])
         return
+    shared = packcache.packed(weight, "pointwise W^T", lambda: gemm.pack(
+        weights.reshape(-1), spec.in_channels, 1, spec.out_channels, spec.in_channels, False, spec.dtype))
     gemm.matmul(np.ascontiguousarray(operand).reshape(-1), 0, spec.in_channels, 1, weights.reshape(-1), 0, 1,
                 spec.in_channels, out.reshape(-1), 0, spec.out_channels, 1, rows, spec.out_channels,
-                spec.in_channels, bias, False, spec.activation_code, numba.get_num_threads())
+                spec.in_channels, bias, False, spec.activation_code, numba.get_num_threads(), shared, False)
 
 
 def run_gemm(spec: ConvSpec, x, weight, bias, out):
@@ -115,17 +118,19 @@ def run_gemm(spec: ConvSpec, x, weight, bias, out):
     pixels = operand.shape[2]
     weights = np.ascontiguousarray(weight.reshape(spec.out_channels, spec.in_channels))
     if pixels == 1:  # (N, C_in, 1) is (N, C_in): the channels-last product
-        _run_channels_last(spec, operand.reshape(spec.batch, spec.in_channels), weights, bias, out)
+        _run_channels_last(spec, operand.reshape(spec.batch, spec.in_channels), weights, bias, out, weight)
         return
+    shared = packcache.packed(weight, "pointwise W", lambda: gemm.pack(
+        weights.reshape(-1), spec.in_channels, 1, spec.out_channels, spec.in_channels, True, spec.dtype))
     gemm.matmul(weights.reshape(-1), 0, spec.in_channels, 1, operand.reshape(-1), spec.in_channels * pixels, pixels, 1,
                 out.reshape(-1), spec.out_channels * pixels, pixels, spec.batch, spec.out_channels, pixels,
-                spec.in_channels, bias, True, spec.activation_code, numba.get_num_threads())
+                spec.in_channels, bias, True, spec.activation_code, numba.get_num_threads(), shared, True)
 
 
 def run_gemm_nhwc(spec: ConvSpec, x, weight, bias, out):
     """NHWC: out (N*P x C_out) = X (N*P x C_in) @ W^T (C_in x C_out) + bias, W^T read in place."""
     weights = np.ascontiguousarray(weight.reshape(spec.out_channels, spec.in_channels))
-    _run_channels_last(spec, gemm_operand_nhwc(x, spec), weights, bias, out)
+    _run_channels_last(spec, gemm_operand_nhwc(x, spec), weights, bias, out, weight)
 
 
 def workspace_gemm(spec: ConvSpec) -> int:
