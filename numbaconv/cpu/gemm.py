@@ -9,7 +9,7 @@ pixels) is packed once for all tasks (`pack_shared`: k-major panels, zero-padded
 parallel task = (batch item, block of at most GEMM_BLOCK_ROWS rows x GEMM_BLOCK_COLUMNS columns of C):
 
     for each K block of GEMM_DEPTH:
-        pack this block of the other operand          # B's columns; or A's rows (unless read in place)
+        pack this block of the other operand          # B's columns or A's rows, unless read in place
         for each A panel:                             # the panel (TILE_ROWS x GEMM_DEPTH) stays in L1
             for each B panel:                         # streamed from L2
                 simd.tile(...)                        # TILE_ROWS x (TILE_VECTORS x 16) accumulators in registers;
@@ -119,7 +119,7 @@ def _gemm(a, a_batch, a_row, a_k, b, b_batch, b_k, b_column, c, c_batch, c_row, 
 
     ``shared`` is one operand (A if ``shared_is_a``, else B) packed once by `pack_shared` (it must be the
     same for every batch item: the weights); each task packs its block of the other operand per K block
-    (A only where ``pack_own``: rows of A contiguous in k can be read in place).
+    where ``pack_own``, else reads it in place (`reads_in_place`).
     ``block_rows`` is a multiple of GEMM_TILE_ROWS, ``block_columns`` of the tile's columns."""
     width = GEMM_TILE_VECTORS * (VECTOR_BYTES // c.itemsize)  # columns of a register tile
     row_blocks = (rows + block_rows - 1) // block_rows
@@ -135,18 +135,22 @@ def _gemm(a, a_batch, a_row, a_k, b, b_batch, b_k, b_column, c, c_batch, c_row, 
         block_width = min(block_columns, columns - j0)
         a_panels = (block_height + GEMM_TILE_ROWS - 1) // GEMM_TILE_ROWS
         b_panels = (block_width + width - 1) // width
-        own = np.empty((b_panels * width if shared_is_a else (a_panels * GEMM_TILE_ROWS if pack_own else 0))
+        own = np.empty(((b_panels * width if shared_is_a else a_panels * GEMM_TILE_ROWS) if pack_own else 0)
                        * GEMM_DEPTH, dtype=c.dtype)
         c_block = n * c_batch + i0 * c_row + j0
         for k0 in range(0, max(depth, 1), GEMM_DEPTH):  # an empty reduction: one pass of kc = 0 (the epilogue of 0)
             kc = min(GEMM_DEPTH, depth - k0)
-            # where tile p's A starts and how it is strided: a shared or own packed panel, or A in place
-            if shared_is_a:  # this task's columns of B, packed k-major; A's panels from the shared packing
-                _pack_columns(b[n * b_batch:], b_k, b_column, j0, block_width, k0, kc, b_panels, width, own, 0, kc)
+            # where tile p's A (q's B) starts and how it is strided: a shared or own packed panel, or in place
+            if shared_is_a:  # A's panels from the shared packing; this task's columns of B packed k-major, or B
                 a_source = shared
                 a_first, a_panel, a_r, a_kk = ((i0 // GEMM_TILE_ROWS) * depth + k0) * GEMM_TILE_ROWS, \
                     depth * GEMM_TILE_ROWS, 1, GEMM_TILE_ROWS
-                b_source, b_first, b_panel = own, 0, kc * width
+                if pack_own:
+                    _pack_columns(b[n * b_batch:], b_k, b_column, j0, block_width, k0, kc, b_panels, width, own, 0,
+                                  kc)
+                    b_source, b_first, b_panel, b_kk = own, 0, kc * width, width
+                else:
+                    b_source, b_first, b_panel, b_kk = b, n * b_batch + k0 * b_k + j0, width, b_k
             else:
                 if pack_own:
                     _pack_rows(a[n * a_batch:], a_row, a_k, i0, block_height, k0, kc, a_panels, own, 0, kc)
@@ -155,13 +159,13 @@ def _gemm(a, a_batch, a_row, a_k, b, b_batch, b_k, b_column, c, c_batch, c_row, 
                 else:
                     a_source = a
                     a_first, a_panel, a_r, a_kk = n * a_batch + i0 * a_row + k0 * a_k, GEMM_TILE_ROWS * a_row, a_row, a_k
-                b_source, b_first, b_panel = shared, ((j0 // width) * depth + k0) * width, depth * width
+                b_source, b_first, b_panel, b_kk = shared, ((j0 // width) * depth + k0) * width, depth * width, width
             # the A panel (TILE_ROWS x kc) stays in L1 while the B panels stream through from L2; the last K
             # block's tiles add the bias and activate as they store (the epilogue fused, in registers)
             final = k0 + GEMM_DEPTH >= depth
             for p in range(a_panels):
                 for q in range(b_panels):
-                    tile(a_source, a_first + p * a_panel, a_r, a_kk, b_source, b_first + q * b_panel,
+                    tile(a_source, a_first + p * a_panel, a_r, a_kk, b_source, b_first + q * b_panel, b_kk,
                          c, c_block + p * GEMM_TILE_ROWS * c_row + q * width, c_row, kc,
                          block_height - p * GEMM_TILE_ROWS, block_width - q * width, k0 > 0, final,
                          bias, (i0 + p * GEMM_TILE_ROWS) if bias_per_row else (j0 + q * width), bias_per_row, act,
@@ -240,9 +244,10 @@ def matmul(a, a_batch, a_row, a_k, b, b_batch, b_k, b_column, c, c_batch, c_row,
         shared = pack(a, a_row, a_k, rows, depth, True, c.dtype) if shared_is_a else \
             pack(b, b_column, b_k, columns, depth, False, c.dtype)
     block_rows, block_columns = blocks(batch, rows, columns, c.dtype, threads, share_a(rows, columns))
+    pack_own = not (reads_in_place(b_column, b_k, c.dtype) if shared_is_a else reads_in_place(a_k, a_row, c.dtype))
     gemm(batch * rows * columns * max(depth, 1), a, a_batch, a_row, a_k, b, b_batch, b_k, b_column, c, c_batch, c_row,
-         batch, rows, columns, depth, shared, shared_is_a, pack_rows_of_a(a_row, a_k, c.dtype), bias, bias_per_row,
-         act, block_rows, block_columns)
+         batch, rows, columns, depth, shared, shared_is_a, pack_own, bias, bias_per_row, act, block_rows,
+         block_columns)
 
 
 def pack(operand, stride_outer, stride_k, extent, depth, is_a, dtype):
@@ -253,11 +258,12 @@ def pack(operand, stride_outer, stride_k, extent, depth, is_a, dtype):
     return out
 
 
-def pack_rows_of_a(a_row: int, a_k: int, dtype) -> bool:
-    """Whether tasks pack their rows of A (when B is shared) or read A in place: in place when each row is
-    contiguous in k, unless the rows are a multiple of 4 KiB apart (the tile's TILE_ROWS streams would then
-    share L1 sets and evict each other)."""
-    return a_k != 1 or (a_row * np.dtype(dtype).itemsize) % 4096 == 0
+def reads_in_place(unit_stride: int, line_stride: int, dtype) -> bool:
+    """Whether tasks read their operand in place rather than packing it: A's rows contiguous in k
+    (``unit_stride`` a_k = 1, rows ``line_stride`` a_row apart), or B's rows contiguous in j (b_column = 1,
+    b_k apart) -- unless those lines are a multiple of 4 KiB apart (the tile's streams would then share L1
+    sets and evict each other)."""
+    return unit_stride == 1 and (line_stride * np.dtype(dtype).itemsize) % 4096 != 0
 
 
 def workspace(batch: int, rows: int, columns: int, depth: int, dtype, threads: int) -> int:

@@ -70,24 +70,26 @@ ACTIVATION_COUNT = 5  # the codes `_activate` knows
 
 
 @intrinsic
-def tile(typingctx, a, a_offset, a_row, a_k, packed_b, b_offset, c, c_offset, c_row, kc, row_count, columns,
+def tile(typingctx, a, a_offset, a_row, a_k, b, b_offset, b_k, c, c_offset, c_row, kc, row_count, columns,
          accumulate, final, bias, bias_offset, bias_per_row, act, rows, vectors):
-    """c[c_offset + r*c_row + j] (+)= sum_k a[a_offset + r*a_row + k*a_k] * packed_b[b_offset + k*N + j]
+    """c[c_offset + r*c_row + j] (+)= sum_k a[a_offset + r*a_row + k*a_k] * b[b_offset + k*b_k + j]
 
     for r < min(rows, row_count), j < min(columns, N), k < kc, where N = vectors x lanes; ``rows`` and
     ``vectors`` are compile-time constants (integer literals).  A is read through strides (a packed panel:
-    a_row = 1, a_k = rows; or the matrix itself: rows past ``row_count`` read the last valid row instead).
+    a_row = 1, a_k = rows; or the matrix itself: rows past ``row_count`` read the last valid row instead);
+    B's rows of N are contiguous, ``b_k`` apart (a packed panel: b_k = N; or the matrix itself), read with
+    the lanes past ``columns`` masked off.
     ``accumulate`` adds to c (K blocks after the first), else c is overwritten.  Where ``final`` (the last
     K block), the convolution's epilogue is applied to the sum before it is stored:
     ``activate(sum + bias[bias_offset + (r if bias_per_row else j)], act)``, as `epilogue.activate`."""
     if not (isinstance(rows, types.IntegerLiteral) and isinstance(vectors, types.IntegerLiteral)):
         return None
     n_rows, n_vectors = rows.literal_value, vectors.literal_value
-    signature = types.void(a, a_offset, a_row, a_k, packed_b, b_offset, c, c_offset, c_row, kc, row_count, columns,
+    signature = types.void(a, a_offset, a_row, a_k, b, b_offset, b_k, c, c_offset, c_row, kc, row_count, columns,
                            accumulate, final, bias, bias_offset, bias_per_row, act, rows, vectors)
 
     def codegen(context, builder, sig, args):
-        (a_array, a_offset, a_row, a_k, b_array, b_offset, c_array, c_offset, c_row, kc, row_count, columns,
+        (a_array, a_offset, a_row, a_k, b_array, b_offset, b_k, c_array, c_offset, c_row, kc, row_count, columns,
          accumulate, final, bias_array, bias_offset, bias_per_row, act, _, _) = args
         scalar = context.get_data_type(sig.args[0].dtype)
         lanes = VECTOR_BYTES // context.get_abi_sizeof(scalar)
@@ -104,12 +106,16 @@ def tile(typingctx, a, a_offset, a_row, a_k, packed_b, b_offset, c, c_offset, c_
             module, ir.FunctionType(ir.VoidType(), [vector, pointer, i32, mask_type]), f"llvm.masked.store.{name}.p0")
         a_data = context.make_array(sig.args[0])(context, builder, a_array).data
         b_data = context.make_array(sig.args[4])(context, builder, b_array).data
-        c_data = context.make_array(sig.args[6])(context, builder, c_array).data
-        bias_data = context.make_array(sig.args[14])(context, builder, bias_array).data
+        c_data = context.make_array(sig.args[7])(context, builder, c_array).data
+        bias_data = context.make_array(sig.args[15])(context, builder, bias_array).data
         zero = ir.Constant(vector, None)
         # accumulators: allocas in the entry block, promoted to registers by LLVM (mem2reg)
         acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(n_vectors)] for _ in range(n_rows)]
-        b_step = ir.Constant(i64, n_vectors * lanes)
+        # lane masks: lane l of vector v holds column v*lanes + l, kept while < columns
+        limit = _splat(builder, columns, ir.VectorType(i64, lanes))
+        masks = [builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes), [v * lanes + l for l in range(lanes)]),
+                                     limit) for v in range(n_vectors)]
+        alignment = ir.Constant(i32, context.get_abi_sizeof(scalar))
         # row r's offset in A, hoisted out of the k loop; rows past row_count read the last valid row (in bounds
         # of A read in place; their results are never stored)
         last = builder.sub(row_count, ir.Constant(i64, 1))
@@ -118,19 +124,13 @@ def tile(typingctx, a, a_offset, a_row, a_k, packed_b, b_offset, c, c_offset, c_
         with cgutils.for_range(builder, kc) as loop:
             k = loop.index
             a_column = builder.add(a_offset, builder.mul(k, a_k))
-            b_row = builder.add(b_offset, builder.mul(k, b_step))
-            b = [builder.load(builder.bitcast(builder.gep(b_data, [builder.add(b_row, ir.Constant(i64, v * lanes))]),
-                                              pointer), align=context.get_abi_sizeof(scalar))
-                 for v in range(n_vectors)]
+            b_row = builder.add(b_offset, builder.mul(k, b_k))
+            b = [builder.call(masked_load, [builder.bitcast(builder.gep(b_data, [builder.add(
+                b_row, ir.Constant(i64, v * lanes))]), pointer), alignment, masks[v], zero]) for v in range(n_vectors)]
             for r in range(n_rows):
                 a = _splat(builder, builder.load(builder.gep(a_data, [builder.add(a_column, a_rows[r])])), vector)
                 for v in range(n_vectors):
                     builder.store(builder.call(fma, [a, b[v], builder.load(acc[r][v])]), acc[r][v])
-        # lane masks: lane l of vector v holds column v*lanes + l, kept while < columns
-        limit = _splat(builder, columns, ir.VectorType(i64, lanes))
-        masks = [builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes), [v * lanes + l for l in range(lanes)]),
-                                     limit) for v in range(n_vectors)]
-        alignment = ir.Constant(i32, context.get_abi_sizeof(scalar))
 
         def element(data, index):
             return builder.gep(data, [index])
