@@ -69,7 +69,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     """
     if device not in DEVICES:
         raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
-    if device == "cuda" or any(arrays.is_cuda_array(value) for value in (x, weight, bias, out)):
+    host = type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray) \
+        and (out is None or type(out) is np.ndarray)  # the common call, at no cost: no CUDA array among them
+    if device == "cuda" or (not host and any(arrays.is_cuda_array(value) for value in (x, weight, bias, out))):
         from .cuda import run as cuda_run
 
         return cuda_run.conv2d(x, weight, bias, stride, padding, dilation, groups, padding_mode=padding_mode,

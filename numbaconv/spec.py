@@ -163,13 +163,13 @@ class ConvSpec:
     activation: str | None = None
 
     # ---- derived shape arithmetic -------------------------------------------------
-    @property
+    @cached_property  # asked several times per call; the spec is immutable
     def out_height(self) -> int:
         top, bottom, _, _ = self.padding
         span = self.dilation[0] * (self.kernel_height - 1) + 1
         return (self.in_height + top + bottom - span) // self.stride[0] + 1
 
-    @property
+    @cached_property
     def out_width(self) -> int:
         _, _, left, right = self.padding
         span = self.dilation[1] * (self.kernel_width - 1) + 1

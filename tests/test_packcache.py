@@ -80,3 +80,13 @@ def test_the_cache_keeps_within_its_budget(monkeypatch):
     too_large = frozen_copy(np.ones((48 * 4, 64, 1, 1), np.float32))
     numbaconv.conv2d(x, too_large, algorithm="pointwise_gemm")  # larger than the budget: packed, not kept
     assert packcache.held_bytes() <= packcache.PACKED_WEIGHTS_BYTES
+
+
+def test_a_weight_made_writeable_again_is_not_served_from_the_cache():
+    packcache.clear()
+    x = np.ones((1, 8, 5, 5), np.float32)
+    weight = frozen_copy(np.ones((4, 8, 1, 1), np.float32))
+    before = numbaconv.conv2d(x, weight, algorithm="pointwise_gemm")
+    weight.setflags(write=True)  # it owns its memory, so NumPy allows this: the promise is broken
+    weight *= 3
+    assert np.array_equal(numbaconv.conv2d(x, weight, algorithm="pointwise_gemm"), 3 * before)

@@ -7,9 +7,9 @@ has no compile step, so it packs once per *frozen* weight array: one whose value
 lives -- it and every array it views are read-only (``weight.setflags(write=False)``), ending in an array
 that owns its memory (or in ``bytes``).  Any other weight is packed on every call, exactly as before.
 
-Entries are keyed by the weight's memory (address, shape, strides, dtype) and the packing, hold only a
-weak reference to the array (the entry goes when the array does, so an address is never reused for
-other values while its entry lives), and are evicted least recently used beyond PACKED_WEIGHTS_BYTES.
+Entries are keyed by the weight array (its ``id``) and the packing, hold only a weak reference to the
+array (the entry goes when the array does, so an ``id`` is never reused while its entry lives), and are
+evicted least recently used beyond PACKED_WEIGHTS_BYTES.
 A frozen array made writeable again (``setflags(write=True)`` on an array owning its memory) and changed
 breaks the promise: pass a copy instead.
 """
@@ -46,14 +46,15 @@ def packed(weight: np.ndarray, packing, pack):
     """``pack()`` (the packed form of ``weight`` for the packing named by the hashable ``packing``) where
     ``weight`` is `frozen`: from the cache, or computed now and kept.  None for any other weight (the
     caller packs as it always does)."""
+    key = (id(weight), packing)  # unique while the array lives, and its entry goes with it
+    entry = _entries.get(key)
+    if entry is not None and entry[0]() is weight and not weight.flags.writeable:
+        with _lock:
+            if key in _entries:
+                _entries.move_to_end(key)
+        return entry[1]
     if not frozen(weight):
         return None
-    key = (weight.__array_interface__["data"][0], weight.shape, weight.strides, weight.dtype.str, packing)
-    with _lock:
-        entry = _entries.get(key)
-        if entry is not None and entry[0]() is not None:  # its array alive: the memory still holds those values
-            _entries.move_to_end(key)
-            return entry[1]
     result = pack()
     if result.nbytes > PACKED_WEIGHTS_BYTES:
         return result
