@@ -69,12 +69,15 @@ WORKSPACE_BYTES_PER_THREAD = 16 << 20
 
 # The packed GEMM (cpu/gemm.py, cpu/simd.py): a register tile of GEMM_TILE_ROWS rows x GEMM_TILE_VECTORS
 # 64-byte vectors (12 x 32 float32: 24 of AVX-512's 32 vector registers hold accumulators), K blocks of
-# GEMM_DEPTH (an A panel of 12 x 256 float32 = 12 KiB and a B panel of 256 x 32 = 32 KiB share the 48 KiB
-# L1), and tasks of at most GEMM_BLOCK_ROWS x GEMM_BLOCK_COLUMNS of C (a K block of their packed operands,
-# 384 x 256 and 256 x 512 float32, 0.9 MiB together, stays in the 2 MiB L2).
+# GEMM_DEPTH (the A panel, 12 x 384 float32 = 18 KiB, stays in the 48 KiB L1 while the B panels of
+# 384 x 32 = 48 KiB stream through from L2), and tasks of at most GEMM_BLOCK_ROWS x GEMM_BLOCK_COLUMNS of C
+# (a K block of their operands, 384 x 384 and 384 x 512 float32, 1.3 MiB together, stays in the 2 MiB L2).
+# Measured one thread, the suite's pointwise GEMMs with packed weights (issue 15): K blocks of 384 ran
+# 1.00-1.16x those of 256 (512 and 768 no better); streaming the A panels past an L1-resident B panel
+# instead ran 0.85-0.9x on short reductions (MobileNetV2's 16->96).
 GEMM_TILE_ROWS = 12
 GEMM_TILE_VECTORS = 2
-GEMM_DEPTH = 256
+GEMM_DEPTH = 384
 GEMM_BLOCK_ROWS = 384
 GEMM_BLOCK_COLUMNS = 512
 # Images of one output pixel (squeeze-and-excitation layers) with at least this many input channels run as a
