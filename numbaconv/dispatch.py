@@ -293,7 +293,9 @@ def select(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> tupl
             "networks' 122 pointwise layers (2-core VM, back to back): 1.07x (NCHW) / 1.01x (NHWC) at batch 1, "
             "1.21x / 0.95x at batch 8, and after an idle gap BLAS's second thread pool stalled for milliseconds "
             "(p99 4-36 ms against 0.2-2 ms); on another VM of the same kind the BLAS kernel was faster "
-            "(this kernel 0.62x at batch 1, 0.86x at batch 8, also after gaps). algorithm='pointwise_blas' "
+            "(this kernel 0.62x at batch 1, 0.86x at batch 8, also after gaps; with frozen weights and the fused "
+            "tile epilogue, the default suite's pointwise layers 0.63-0.69x a bare np.matmul at batch 1, 0.93-0.97x "
+            "at batch 8). algorithm='pointwise_blas' "
             "forces BLAS; algorithm='tuned' measures both on this machine"
         )
     if spec.is_depthwise:

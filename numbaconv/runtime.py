@@ -46,8 +46,8 @@ def _default(name: str, value: str) -> None:
 # spin ~200k iterations after each kernel and are bound one per core.  On the 2-core VM a sleeping
 # worker takes longer to wake than a small layer runs (a parallel region ran no faster than its
 # serial twin up to ~20 M multiply-adds).  Measured on the default suite (docs/performance.md):
-# 1.06-1.11x back to back at batch 1, 0.81-0.87x at batch 8, and pointwise calls after an idle gap
-# within 1.09-1.18x of back to back (1.41-1.63x without it).  The price: the workers hold the cores for a
+# 1.13-1.14x back to back at batch 1, 0.95-1.00x at batch 8 (pointwise 1.17-1.34x), without the TBB
+# default's bimodal timings (a layer at 265 us, then 500 us).  The price: the workers hold the cores for a
 # while after each call (other thread pools of the process wait), and a forked child runs the serial
 # twins (GNU OpenMP cannot start threads after a fork).  For a machine dedicated to inference.
 LATENCY_MODE = os.environ.get("NUMBACONV_LATENCY") == "1" and not os.environ.get("NUMBA_THREADING_LAYER")
