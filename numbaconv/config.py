@@ -1,7 +1,10 @@
 """Tunables, in one place.
 
-Kernels read these module constants at compile time (Numba freezes globals),
-so changing one needs a fresh process and invalidates the on-disk cache.
+Kernels read these module constants at compile time (Numba freezes globals), so changing one needs a
+fresh process *and* a cleared on-disk cache: Numba keys a cached kernel on its own source file, not on
+this one, so after an edit here the kernels load compiled with the old values while the Python side
+sizes their buffers with the new ones (a heap corruption, seen with GEMM_TILE_VECTORS = 3).  Clear it
+with ``find numbaconv -name '*.nbi' -delete`` (or touch the kernel modules).
 """
 
 # Floating-point flags for every CPU kernel.  Only ``contract`` (fuse a*b+c
