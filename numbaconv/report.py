@@ -174,8 +174,9 @@ def markdown_peers(reports: list[dict]) -> str:
     peers = sorted({f"{name} {version}" for data in reports
                     for name, version in (data["settings"].get("peer_versions") or {}).items()})
     dates = sorted({data["date"][:10] for data in reports})
-    gaps = sorted({f"{data['settings'].get('gap_rounds')} gaps of {data['settings'].get('gap_s', 0) * 1e3:.0f} ms"
-                   for data in reports})
+    gaps = sorted({f"median of {data['settings'].get('gap_rounds')} gaps of "
+                   f"{data['settings'].get('gap_s', 0) * 1e3:.0f} ms" if data["settings"].get("gap_rounds")
+                   else "not measured" for data in reports})
     return (_markdown(header, body) + "\n\nPeers, each in a process of its own: " + (", ".join(peers) or "none installed")
             + f". {machine_line(reports[0])}; {reports[0]['settings']['dtype']}; back to back: median of "
-            f"{reports[0]['settings']['repeat']}; after a gap: median of {', '.join(gaps)}; {', '.join(dates)}.")
+            f"{reports[0]['settings']['repeat']}; after a gap: {', '.join(gaps)}; {', '.join(dates)}.")
