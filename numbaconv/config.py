@@ -86,6 +86,12 @@ GEMM_BLOCK_COLUMNS = 512
 # Images of one output pixel (squeeze-and-excitation layers) with at least this many input channels run as a
 # matrix-vector product per image (cpu/gemm.gemv: W read once, unpacked); shorter reductions as the GEMM.
 GEMV_MIN_DEPTH = 64
+# ... and a single image of one pixel runs it whatever its depth, serially below this many multiply-adds.  Measured
+# (frozen weights, 2-core VM, whole conv2d calls): at batch 1 the matrix-vector kernel against the GEMM, 16.6 against
+# 24.2 us (48->1152), 7.8 against 13.1 (10->240), 6.6 against 11.6 (32->8); serial against parallel, 10.9 against
+# 15.9 us at 55 K multiply-adds (1152->48), 36.4 against 28.8 at 442 K.  At batch 8 a short reduction with many
+# outputs stays on the GEMM (48->1152: 25 us against 58).
+GEMV_PARALLEL_MIN_WORK = 1 << 17
 # Packed weights of frozen (read-only) weight arrays are kept for later calls (cpu/packcache.py), up to this
 # many bytes in all, least recently used first out: 128 MiB holds the packed 1x1 weights of any one network of
 # the suite (ResNeXt-50's, the largest, 82 MiB in float32; ResNet-50's 46 MiB, MobileNetV2's 8 MiB).

@@ -177,3 +177,24 @@ def test_transpose_block_reads_and_writes_only_its_square(dtype):
                     for i in range(stored):
                         wanted[11 + j * 33 + i] = source[7 + i * 40 + j] if i < rows else 0
                 assert np.array_equal(target, wanted), (rows, columns, stored)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("depth", [0, 1, 5, 63, 64, 200])
+def test_one_image_of_one_pixel_runs_the_matrix_vector_kernel_at_any_depth(depth, layout):
+    """A squeeze-and-excitation call (batch 1, 1x1 image) goes to gemm.gemv whatever C_in (short reductions
+    included), serially below GEMV_PARALLEL_MIN_WORK; every activation, NaN kept."""
+    import numbaconv
+
+    rng = np.random.default_rng(depth)
+    for act in ACTIVATIONS:
+        x = rng.standard_normal((1, depth, 1, 1)).astype(np.float32)
+        if depth:
+            x[0, 0, 0, 0] = np.nan
+        w = rng.standard_normal((7, depth, 1, 1)).astype(np.float32)
+        b = rng.standard_normal(7).astype(np.float32)
+        given = x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        got = numbaconv.conv2d(given, w, b, activation=act, layout=layout).reshape(1, 7)
+        wanted = reference.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                                  activation=act).reshape(1, 7)
+        np.testing.assert_allclose(got, wanted, rtol=1e-5, atol=1e-5 * (depth + 1), equal_nan=True)

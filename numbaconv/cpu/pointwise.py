@@ -20,7 +20,7 @@ import numba
 import numpy as np
 
 from ..arrays import pad_input, pad_input_nhwc
-from ..config import GEMV_MIN_DEPTH
+from ..config import GEMV_MIN_DEPTH, GEMV_PARALLEL_MIN_WORK
 from ..spec import ConvSpec
 from . import gemm, packcache
 from .epilogue import bias_activation_inplace, bias_activation_last_inplace
@@ -98,12 +98,13 @@ def run_blas_nhwc(spec: ConvSpec, x, weight, bias, out):
 def _run_channels_last(spec: ConvSpec, operand, weights, bias, out, weight):
     """out (rows x C_out) = operand (rows x C_in) @ W^T + bias, activated: NHWC data, and images of one pixel
     in either layout (NCHW and NHWC are then one memory layout, (N, C)).  One pixel per image with a long
-    reduction is a matrix-vector product per image (`gemm.gemv`: no packing of W, which is read once).
+    reduction, or one image of one pixel, is a matrix-vector product per image (`gemm.gemv`: no packing of W,
+    which is read once).
     ``weight``: the caller's array, whose packing `packcache` keeps where it is frozen."""
     rows = operand.shape[0]
-    if spec.out_height * spec.out_width == 1 and spec.in_channels >= GEMV_MIN_DEPTH:
+    if spec.out_height * spec.out_width == 1 and (spec.in_channels >= GEMV_MIN_DEPTH or rows == 1):
         gemm.gemv(rows * spec.out_channels * spec.in_channels, weights, operand, out.reshape(rows, spec.out_channels),
-                  bias, spec.activation_code, np.zeros((), spec.dtype)[()])
+                  bias, spec.activation_code, np.zeros((), spec.dtype)[()], minimum=GEMV_PARALLEL_MIN_WORK)
         return
     shared = packcache.packed(weight, "pointwise W^T", lambda: gemm.pack(
         weights.reshape(-1), spec.in_channels, 1, spec.out_channels, spec.in_channels, False, spec.dtype))
