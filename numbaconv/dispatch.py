@@ -295,8 +295,7 @@ def select(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> tupl
             "(p99 4-36 ms against 0.2-2 ms); on another VM of the same kind the BLAS kernel was faster "
             "(this kernel 0.62x at batch 1, 0.86x at batch 8, also after gaps; with frozen weights and the fused "
             "tile epilogue, the default suite's pointwise layers 0.63-0.69x a bare np.matmul at batch 1, 0.93-0.97x "
-            "at batch 8). algorithm='pointwise_blas' "
-            "forces BLAS; algorithm='tuned' measures both on this machine"
+            "at batch 8). algorithm='pointwise_blas' forces BLAS; algorithm='tuned' measures both on this machine"
         )
     if spec.is_depthwise:
         why_not = _needs_depthwise(spec)

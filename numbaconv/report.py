@@ -16,8 +16,8 @@ NOTES = ("ms: median of the repeats after a warm-up call.  first call: that kern
          "matmul.  best peer: the fastest of torch, ONNX Runtime and OpenVINO in NCHW or NHWC, each timed in a process "
          "of its own after its output was checked; numbaconv and the peers are timed twice, A B A B, and each gets "
          "the mean of its two medians.  numbaconv gets the weights read-only (frozen), as a deployed model "
-         "holds them, and keeps their packing, as OpenVINO and ONNX Runtime pack theirs once.  after gap: median of a call made after an idle gap and one "
-         "call (numbaconv.timing).")
+         "holds them, and keeps their packing, as OpenVINO and ONNX Runtime pack theirs once.  after gap: "
+         "median of a call made after an idle gap and one call (numbaconv.timing).")
 
 
 def ratio(value) -> str:

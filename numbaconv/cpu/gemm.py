@@ -233,8 +233,9 @@ def matmul(a, a_batch, a_row, a_k, b, b_batch, b_k, b_column, c, c_batch, c_row,
     weights kept by `packcache`."""
     if batch == 0 or rows == 0 or columns == 0:
         return
+    a_smaller = share_a(rows, columns)
     if shared is None:  # the smaller operand; over a batch, the one all items share (the weights), if one is
-        shared_is_a = share_a(rows, columns) if batch == 1 or (a_batch == 0) == (b_batch == 0) else a_batch == 0
+        shared_is_a = a_smaller if batch == 1 or (a_batch == 0) == (b_batch == 0) else a_batch == 0
     if batch > 1 and (b_batch if not shared_is_a else a_batch) != 0:  # the shared operand differs per item
         for n in range(batch):
             matmul(a[n * a_batch:], 0, a_row, a_k, b[n * b_batch:], 0, b_k, b_column, c[n * c_batch:], 0, c_row, 1,
@@ -243,7 +244,7 @@ def matmul(a, a_batch, a_row, a_k, b, b_batch, b_k, b_column, c, c_batch, c_row,
     if shared is None:
         shared = pack(a, a_row, a_k, rows, depth, True, c.dtype) if shared_is_a else \
             pack(b, b_column, b_k, columns, depth, False, c.dtype)
-    block_rows, block_columns = blocks(batch, rows, columns, c.dtype, threads, share_a(rows, columns))
+    block_rows, block_columns = blocks(batch, rows, columns, c.dtype, threads, a_smaller)
     pack_own = not (reads_in_place(b_column, b_k, c.dtype) if shared_is_a else reads_in_place(a_k, a_row, c.dtype))
     gemm(batch * rows * columns * max(depth, 1), a, a_batch, a_row, a_k, b, b_batch, b_k, b_column, c, c_batch, c_row,
          batch, rows, columns, depth, shared, shared_is_a, pack_own, bias, bias_per_row, act, block_rows,
@@ -271,6 +272,6 @@ def workspace(batch: int, rows: int, columns: int, depth: int, dtype, threads: i
     itemsize = np.dtype(dtype).itemsize
     shared_is_a = share_a(rows, columns)
     shared = shared_size(rows if shared_is_a else columns, depth, shared_is_a, dtype)
-    block_rows, block_columns = blocks(batch, rows, columns, dtype, threads, share_a(rows, columns))
+    block_rows, block_columns = blocks(batch, rows, columns, dtype, threads, shared_is_a)
     own = (block_columns if shared_is_a else block_rows) * GEMM_DEPTH
     return (shared + threads * own) * itemsize

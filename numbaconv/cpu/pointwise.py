@@ -95,6 +95,13 @@ def run_blas_nhwc(spec: ConvSpec, x, weight, bias, out):
 
 
 # ---- numbaconv's own GEMM ---------------------------------------------------------------------------------
+def _kept_packing(spec: ConvSpec, weight, weights, as_a: bool):
+    """The (C_out x C_in) ``weights`` packed for `gemm.matmul` as its A (NCHW: W @ X) or B (W^T) operand, kept
+    by `packcache` for a frozen caller's ``weight``; None for any other weight (matmul packs it per call)."""
+    return packcache.packed(weight, ("pointwise", as_a), lambda: gemm.pack(
+        weights.reshape(-1), spec.in_channels, 1, spec.out_channels, spec.in_channels, as_a, spec.dtype))
+
+
 def _run_channels_last(spec: ConvSpec, operand, weights, bias, out, weight):
     """out (rows x C_out) = operand (rows x C_in) @ W^T + bias, activated: NHWC data, and images of one pixel
     in either layout (NCHW and NHWC are then one memory layout, (N, C)).  One pixel per image with a long
@@ -106,8 +113,7 @@ def _run_channels_last(spec: ConvSpec, operand, weights, bias, out, weight):
         gemm.gemv(rows * spec.out_channels * spec.in_channels, weights, operand, out.reshape(rows, spec.out_channels),
                   bias, spec.activation_code, np.zeros((), spec.dtype)[()], minimum=GEMV_PARALLEL_MIN_WORK)
         return
-    shared = packcache.packed(weight, "pointwise W^T", lambda: gemm.pack(
-        weights.reshape(-1), spec.in_channels, 1, spec.out_channels, spec.in_channels, False, spec.dtype))
+    shared = _kept_packing(spec, weight, weights, False)
     gemm.matmul(np.ascontiguousarray(operand).reshape(-1), 0, spec.in_channels, 1, weights.reshape(-1), 0, 1,
                 spec.in_channels, out.reshape(-1), 0, spec.out_channels, 1, rows, spec.out_channels,
                 spec.in_channels, bias, False, spec.activation_code, numba.get_num_threads(), shared, False)
@@ -121,8 +127,7 @@ def run_gemm(spec: ConvSpec, x, weight, bias, out):
     if pixels == 1:  # (N, C_in, 1) is (N, C_in): the channels-last product
         _run_channels_last(spec, operand.reshape(spec.batch, spec.in_channels), weights, bias, out, weight)
         return
-    shared = packcache.packed(weight, "pointwise W", lambda: gemm.pack(
-        weights.reshape(-1), spec.in_channels, 1, spec.out_channels, spec.in_channels, True, spec.dtype))
+    shared = _kept_packing(spec, weight, weights, True)
     gemm.matmul(weights.reshape(-1), 0, spec.in_channels, 1, operand.reshape(-1), spec.in_channels * pixels, pixels, 1,
                 out.reshape(-1), spec.out_channels * pixels, pixels, spec.batch, spec.out_channels, pixels,
                 spec.in_channels, bias, True, spec.activation_code, numba.get_num_threads(), shared, True)

@@ -66,6 +66,24 @@ def _suffix(vector):
     return "f32" if isinstance(vector.element, ir.FloatType) else "f64"
 
 
+def _vectors(context, builder, dtype):
+    """The LLVM types and masked-memory intrinsics of one 64-byte vector of ``dtype`` (a Numba scalar type):
+    ``(scalar, lanes, vector, pointer to vector, mask type, masked_load, masked_store)``."""
+    scalar = context.get_data_type(dtype)
+    lanes = VECTOR_BYTES // context.get_abi_sizeof(scalar)
+    vector = ir.VectorType(scalar, lanes)
+    pointer = vector.as_pointer()
+    i32 = ir.IntType(32)
+    mask_type = ir.VectorType(ir.IntType(1), lanes)
+    name = f"v{lanes}{_suffix(vector)}"
+    masked_load = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector, [pointer, i32, mask_type, vector]), f"llvm.masked.load.{name}.p0")
+    masked_store = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [vector, pointer, i32, mask_type]),
+        f"llvm.masked.store.{name}.p0")
+    return scalar, lanes, vector, pointer, mask_type, masked_load, masked_store
+
+
 ACTIVATION_COUNT = 5  # the codes `_activate` knows
 
 
@@ -91,19 +109,12 @@ def tile(typingctx, a, a_offset, a_row, a_k, b, b_offset, b_k, c, c_offset, c_ro
     def codegen(context, builder, sig, args):
         (a_array, a_offset, a_row, a_k, b_array, b_offset, b_k, c_array, c_offset, c_row, kc, row_count, columns,
          accumulate, final, bias_array, bias_offset, bias_per_row, act, _, _) = args
-        scalar = context.get_data_type(sig.args[0].dtype)
-        lanes = VECTOR_BYTES // context.get_abi_sizeof(scalar)
-        vector = ir.VectorType(scalar, lanes)
-        pointer = vector.as_pointer()
+        scalar, lanes, vector, pointer, mask_type, masked_load, masked_store = _vectors(context, builder,
+                                                                                        sig.args[0].dtype)
         i64, i32 = ir.IntType(64), ir.IntType(32)
-        mask_type = ir.VectorType(ir.IntType(1), lanes)
-        name = f"v{lanes}{_suffix(vector)}"
         module = builder.module
-        fma = cgutils.get_or_insert_function(module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.{name}")
-        masked_load = cgutils.get_or_insert_function(
-            module, ir.FunctionType(vector, [pointer, i32, mask_type, vector]), f"llvm.masked.load.{name}.p0")
-        masked_store = cgutils.get_or_insert_function(
-            module, ir.FunctionType(ir.VoidType(), [vector, pointer, i32, mask_type]), f"llvm.masked.store.{name}.p0")
+        fma = cgutils.get_or_insert_function(module, ir.FunctionType(vector, [vector] * 3),
+                                             f"llvm.fma.v{lanes}{_suffix(vector)}")
         a_data = context.make_array(sig.args[0])(context, builder, a_array).data
         b_data = context.make_array(sig.args[4])(context, builder, b_array).data
         c_data = context.make_array(sig.args[7])(context, builder, c_array).data
@@ -236,18 +247,9 @@ def transpose_block(typingctx, source, source_offset, source_row, rows, columns,
 
     def codegen(context, builder, sig, args):
         source_array, source_offset, source_row, rows, columns, target_array, target_offset, target_row, stored = args
-        scalar = context.get_data_type(sig.args[0].dtype)
-        lanes = VECTOR_BYTES // context.get_abi_sizeof(scalar)
-        vector = ir.VectorType(scalar, lanes)
-        pointer = vector.as_pointer()
+        scalar, lanes, vector, pointer, mask_type, masked_load, masked_store = _vectors(context, builder,
+                                                                                        sig.args[0].dtype)
         i64, i32 = ir.IntType(64), ir.IntType(32)
-        mask_type = ir.VectorType(ir.IntType(1), lanes)
-        name = f"v{lanes}{_suffix(vector)}"
-        module = builder.module
-        masked_load = cgutils.get_or_insert_function(
-            module, ir.FunctionType(vector, [pointer, i32, mask_type, vector]), f"llvm.masked.load.{name}.p0")
-        masked_store = cgutils.get_or_insert_function(
-            module, ir.FunctionType(ir.VoidType(), [vector, pointer, i32, mask_type]), f"llvm.masked.store.{name}.p0")
         source_data = context.make_array(sig.args[0])(context, builder, source_array).data
         target_data = context.make_array(sig.args[5])(context, builder, target_array).data
         alignment = ir.Constant(i32, context.get_abi_sizeof(scalar))
