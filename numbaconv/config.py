@@ -70,6 +70,11 @@ COMPACT_RATIO = 4
 # ResNeXt's stride-2 grouped layer into row bands and cost it 13-55 % of its time, measured).
 WORKSPACE_BYTES_PER_THREAD = 16 << 20
 
+# Kernel temporaries up to this size are taken from a buffer kept per thread (arrays.scratch) instead of
+# being allocated per call: glibc hands freed blocks of a few MiB back to the system and every page of the
+# next call's block faults in again (~1 us a page on this VM).  At most this much is held per thread and slot.
+SCRATCH_BYTES = 8 << 20
+
 # The packed GEMM (cpu/gemm.py, cpu/simd.py): a register tile of GEMM_TILE_ROWS rows x GEMM_TILE_VECTORS
 # 64-byte vectors (12 x 32 float32: 24 of AVX-512's 32 vector registers hold accumulators), K blocks of
 # GEMM_DEPTH (the A panel, 12 x 384 float32 = 18 KiB, stays in the 48 KiB L1 while the B panels of

@@ -21,6 +21,7 @@ import numpy as np
 from . import arrays, cost, reference, runtime
 from .cpu import depthwise as cpu_depthwise
 from .cpu import grouped as cpu_grouped
+from .cpu import implicit as cpu_implicit
 from .cpu import pointwise as cpu_pointwise
 from .config import BLAS_MIN_OUT_PER_GROUP, LATENCY_BLAS_MAX_PRODUCT, WORKSPACE_BYTES_PER_THREAD
 from .spec import ConvSpec, problem_from_shapes
@@ -141,6 +142,11 @@ register(Algorithm("grouped_blas", "cpu", "grouped",
                    "im2col (none for an unpadded stride-1 1x1) then one batched BLAS product over the groups, "
                    "then a Numba bias/activation pass; serves any convolution", _any, cpu_grouped.run_blas,
                    workspace=cpu_grouped.workspace_blas))
+register(Algorithm("grouped_gemm", "cpu", "grouped",
+                   "implicit GEMM on numbaconv's AVX-512 register tile, channels last: the stride folded into phase "
+                   "planes, taps read through offsets (no im2col), thin groups as block-diagonal super groups of a "
+                   "vector's width, bias and activation fused; NCHW data transposed in and out; serves any convolution",
+                   _any, cpu_implicit.run, cpu_implicit.run_nhwc, workspace=cpu_implicit.workspace))
 register(Algorithm("reference", "cpu", "any", "the NumPy oracle (numbaconv.reference), for checking",
                    _any, _run_reference, workspace=_reference_workspace))
 
@@ -307,18 +313,34 @@ def select(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> tupl
         return _REGISTRY["grouped"], f"depthwise, but the depthwise kernel {why_not}: implicit GEMM instead"
     shape = (f"groups={spec.groups} with {spec.in_channels_per_group} input channels and "
              f"{spec.out_channels_per_group} output channels per group and a {spec.kernel_height}x{spec.kernel_width} kernel")
+    weights = spec.out_channels * spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
+    outputs = spec.batch * spec.out_channels * spec.out_height * spec.out_width
+    channels_first_1x1 = (spec.layout == "NCHW" and spec.kernel_height == spec.kernel_width == 1
+                          and spec.stride == (1, 1) and not spec.has_padding)
+    if cpu_implicit.thin(spec):
+        return _REGISTRY["grouped_gemm"], (
+            f"{shape}: thin groups, {cpu_implicit.lanes(spec.dtype) // spec.out_channels_per_group} to a vector, "
+            "each pixel's channels shuffled so every lane multiplies its own group's inputs (no zero weights): "
+            "numbaconv's implicit GEMM tile, channels last")
+    implicit_gemm = cpu_implicit.super_group(spec) <= 2  # at most half of a vector's lanes multiply zeros
+    if implicit_gemm and not channels_first_1x1 and weights <= outputs:
+        return _REGISTRY["grouped_gemm"], (
+            f"{shape}: numbaconv's implicit GEMM (AVX-512 register tile over pixels x output channels, taps read "
+            "in place of an im2col matrix, bias and activation fused), channels last")
     product = (spec.out_channels_per_group * spec.out_height * spec.out_width * spec.in_channels_per_group
                * spec.kernel_height * spec.kernel_width)
     if spec.out_channels_per_group >= BLAS_MIN_OUT_PER_GROUP and runtime.LATENCY_MODE \
             and product > LATENCY_BLAS_MAX_PRODUCT:
-        return _REGISTRY["grouped"], (
+        return _REGISTRY["grouped_gemm" if implicit_gemm else "grouped"], (
             f"{shape}: latency mode (NUMBACONV_LATENCY=1), and a per-group product of {product} multiply-adds, "
             f"above {LATENCY_BLAS_MAX_PRODUCT}, would run on BLAS's own threads against Numba's spinning ones: "
             "the implicit GEMM instead")
     if spec.out_channels_per_group >= BLAS_MIN_OUT_PER_GROUP:
-        return _REGISTRY["grouped_blas"], (
-            f"{shape}: a GEMM per group with at least {BLAS_MIN_OUT_PER_GROUP} output channels, where BLAS "
-            "(after an im2col copy) beats the explicit kernel on this CPU")
+        why = ("NCHW data and a 1x1 kernel: BLAS reads the input in place (grouped_gemm would transpose it in and "
+               "out)" if channels_first_1x1 else
+               f"{weights} weights against {outputs} outputs: packing the weights for grouped_gemm on every call "
+               "would cost more than BLAS's im2col (a frozen weight's packing is kept: algorithm='grouped_gemm')")
+        return _REGISTRY["grouped_blas"], f"{shape}: a GEMM per group with BLAS; {why}"
     return _REGISTRY["grouped"], (
         f"{shape}: too few output channels per group for BLAS to pay off; implicit GEMM per group")
 

@@ -33,6 +33,8 @@ settings.register_profile("thorough", deadline=None, max_examples=400, suppress_
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 DTYPES = [np.float32, np.float64]
+# the CPU kernels of the grouped family (each serves every convolution): what tune() times for a grouped layer
+GROUPED_KERNELS = {a.name for a in numbaconv.algorithms() if a.device == "cpu" and a.family == "grouped"}
 
 
 def reference_float64(x, weight, bias=None, **kwargs):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import numbaconv
+from conftest import GROUPED_KERNELS
 from numbaconv import tuning
 
 THREADS = 8
@@ -70,7 +71,7 @@ def test_eight_threads_get_bitwise_the_serial_results(tmp_path, monkeypatch):
                     name, function = work[i]
                     results.append((name, function()))
                 tuned = numbaconv.tune((1, 16, 12 + index, 12), (16, 4, 3, 3), groups=4, padding=1, repeat=1)
-                results.append(("tune", np.array([tuned.kernel in ("grouped", "grouped_blas")])))
+                results.append(("tune", np.array([tuned.kernel in GROUPED_KERNELS])))
         except Exception as error:  # noqa: BLE001 - any failure is the bug
             errors.append(error)
 

@@ -13,9 +13,12 @@ from numbaconv import workloads
     ((1, 32, 56, 56), (64, 32, 1, 1), 1, "pointwise_gemm", "pointwise"),
     ((1, 32, 56, 56), (32, 1, 3, 3), 32, "depthwise", "depthwise"),
     ((1, 32, 56, 56), (64, 1, 5, 5), 32, "depthwise", "depthwise"),  # channel multiplier 2
-    ((1, 128, 56, 56), (128, 4, 3, 3), 32, "grouped", "grouped"),  # ResNeXt: 4 outputs per group, explicit
-    ((1, 240, 28, 28), (240, 80, 1, 1), 3, "grouped_blas", "grouped"),  # ShuffleNet grouped 1x1
-    ((1, 3, 224, 224), (32, 3, 3, 3), 1, "grouped_blas", "grouped"),  # dense stem
+    ((1, 128, 56, 56), (128, 4, 3, 3), 32, "grouped_gemm", "grouped"),  # ResNeXt: thin groups, shuffled
+    ((1, 512, 14, 14), (512, 16, 3, 3), 32, "grouped_gemm", "grouped"),  # ResNeXt: 16 per group, one vector
+    ((1, 64, 56, 56), (32, 2, 3, 3), 32, "grouped", "grouped"),  # 2 in, 1 out per group
+    ((1, 240, 28, 28), (240, 80, 1, 1), 3, "grouped_blas", "grouped"),  # ShuffleNet grouped 1x1, NCHW: in place
+    ((1, 3, 224, 224), (32, 3, 3, 3), 1, "grouped_gemm", "grouped"),  # dense stem
+    ((1, 512, 7, 7), (512, 512, 3, 3), 1, "grouped_blas", "grouped"),  # weights outweigh the output
     ((1, 8, 9, 9), (8, 1, 9, 9), 8, "grouped", "depthwise"),  # more taps than the depthwise kernel takes
     ((1, 1, 8, 8), (1, 1, 1, 1), 1, "pointwise_gemm", "pointwise"),  # 1x1 with groups = C_in = 1: pointwise first
 ])
@@ -73,10 +76,10 @@ def test_latency_mode_keeps_large_products_off_blas(monkeypatch):
     (BLAS's workers would wait for Numba's spinning ones); small products keep grouped_blas."""
     from numbaconv import runtime
 
-    stem = dict(x_shape=(1, 3, 224, 224), weight_shape=(64, 3, 7, 7), stride=2, padding=3)
+    heavy = dict(x_shape=(1, 512, 7, 7), weight_shape=(512, 512, 3, 3), padding=1)
     small = dict(x_shape=(1, 240, 14, 14), weight_shape=(240, 80, 1, 1), groups=3)
-    assert numbaconv.plan(**stem).kernel == "grouped_blas" and numbaconv.plan(**small).kernel == "grouped_blas"
+    assert numbaconv.plan(**heavy).kernel == "grouped_blas" and numbaconv.plan(**small).kernel == "grouped_blas"
     monkeypatch.setattr(runtime, "LATENCY_MODE", True)
-    chosen = numbaconv.plan(**stem)
-    assert chosen.kernel == "grouped" and "latency mode" in chosen.reason
+    chosen = numbaconv.plan(**heavy)
+    assert chosen.kernel == "grouped_gemm" and "latency mode" in chosen.reason
     assert numbaconv.plan(**small).kernel == "grouped_blas"

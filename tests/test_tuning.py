@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import assert_matches_reference
+from conftest import GROUPED_KERNELS, assert_matches_reference
 
 import numbaconv
 from numbaconv import tuning
@@ -26,7 +26,7 @@ GROUPED_1X1 = dict(x_shape=(1, 12, 9, 9), weight_shape=(12, 4, 1, 1), groups=3)
 def test_tune_times_every_serving_kernel_and_saves_the_fastest(cache_dir):
     tuned = numbaconv.tune(**GROUPED_1X1, repeat=2)
     assert not tuned.from_cache
-    assert set(tuned.seconds) == {"grouped", "grouped_blas"}  # the kernels that serve a grouped 1x1
+    assert set(tuned.seconds) == GROUPED_KERNELS  # the kernels that serve a grouped 1x1
     assert all(seconds > 0 for seconds in tuned.seconds.values())
     assert tuned.kernel == min(tuned.seconds, key=tuned.seconds.get)
     saved = json.loads((cache_dir / tuning.CACHE_FILE).read_text())
@@ -49,7 +49,7 @@ def test_a_damaged_or_foreign_cache_entry_is_retuned(cache_dir):
     entries = {tuning.problem_key(spec): {"kernel": "depthwise", "seconds": {}}}  # cannot serve it
     (cache_dir / tuning.CACHE_FILE).write_text(json.dumps(entries))
     tuning._REMEMBERED.clear()
-    assert numbaconv.tune(**GROUPED_1X1, repeat=1).kernel in {"grouped", "grouped_blas"}
+    assert numbaconv.tune(**GROUPED_1X1, repeat=1).kernel in GROUPED_KERNELS
 
 
 @pytest.mark.parametrize("weight_shape, groups", [((8, 1, 3, 3), 8), ((6, 8, 1, 1), 1), ((4, 4, 3, 3), 2)])

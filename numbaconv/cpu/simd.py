@@ -109,24 +109,10 @@ def tile(typingctx, a, a_offset, a_row, a_k, b, b_offset, b_k, c, c_offset, c_ro
     def codegen(context, builder, sig, args):
         (a_array, a_offset, a_row, a_k, b_array, b_offset, b_k, c_array, c_offset, c_row, kc, row_count, columns,
          accumulate, final, bias_array, bias_offset, bias_per_row, act, _, _) = args
-        scalar, lanes, vector, pointer, mask_type, masked_load, masked_store = _vectors(context, builder,
-                                                                                        sig.args[0].dtype)
-        i64, i32 = ir.IntType(64), ir.IntType(32)
-        module = builder.module
-        fma = cgutils.get_or_insert_function(module, ir.FunctionType(vector, [vector] * 3),
-                                             f"llvm.fma.v{lanes}{_suffix(vector)}")
-        a_data = context.make_array(sig.args[0])(context, builder, a_array).data
-        b_data = context.make_array(sig.args[4])(context, builder, b_array).data
-        c_data = context.make_array(sig.args[7])(context, builder, c_array).data
-        bias_data = context.make_array(sig.args[15])(context, builder, bias_array).data
-        zero = ir.Constant(vector, None)
-        # accumulators: allocas in the entry block, promoted to registers by LLVM (mem2reg)
-        acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(n_vectors)] for _ in range(n_rows)]
-        # lane masks: lane l of vector v holds column v*lanes + l, kept while < columns
-        limit = _splat(builder, columns, ir.VectorType(i64, lanes))
-        masks = [builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes), [v * lanes + l for l in range(lanes)]),
-                                     limit) for v in range(n_vectors)]
-        alignment = ir.Constant(i32, context.get_abi_sizeof(scalar))
+        a_data, b_data, c_data, bias_data = (context.make_array(sig.args[i])(context, builder, args[i]).data
+                                             for i in (0, 4, 7, 15))
+        i64, lanes, vector, acc, masks, multiply_add, load_b = _accumulators(context, builder, sig.args[0].dtype,
+                                                                             n_rows, n_vectors, columns, b_data)
         # row r's offset in A, hoisted out of the k loop; rows past row_count read the last valid row (in bounds
         # of A read in place; their results are never stored)
         last = builder.sub(row_count, ir.Constant(i64, 1))
@@ -136,66 +122,253 @@ def tile(typingctx, a, a_offset, a_row, a_k, b, b_offset, b_k, c, c_offset, c_ro
             k = loop.index
             a_column = builder.add(a_offset, builder.mul(k, a_k))
             b_row = builder.add(b_offset, builder.mul(k, b_k))
-            b = [builder.call(masked_load, [builder.bitcast(builder.gep(b_data, [builder.add(
-                b_row, ir.Constant(i64, v * lanes))]), pointer), alignment, masks[v], zero]) for v in range(n_vectors)]
-            for r in range(n_rows):
-                a = _splat(builder, builder.load(builder.gep(a_data, [builder.add(a_column, a_rows[r])])), vector)
-                for v in range(n_vectors):
-                    builder.store(builder.call(fma, [a, b[v], builder.load(acc[r][v])]), acc[r][v])
+            multiply_add(load_b(b_row), [builder.gep(a_data, [builder.add(a_column, a_rows[r])])
+                                         for r in range(n_rows)])
 
-        def element(data, index):
-            return builder.gep(data, [index])
-
-        def store_tile(code, per_row):
-            """The tile's stores: the sum (plus what c holds, where ``accumulate``), then -- where ``code`` is
-            not None -- the bias (per row or per column) and activation ``code``."""
-            column_bias = [builder.call(masked_load, [builder.bitcast(element(bias_data, builder.add(
-                bias_offset, ir.Constant(i64, v * lanes))), pointer), alignment, masks[v], zero])
-                for v in range(n_vectors)] if code is not None and not per_row else None
-            for r in range(n_rows):
-                with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, r), row_count), likely=True):
-                    row = builder.add(c_offset, builder.mul(ir.Constant(i64, r), c_row))
-                    if code is not None and per_row:
-                        row_bias = _splat(builder, builder.load(element(bias_data, builder.add(
-                            bias_offset, ir.Constant(i64, r)))), vector)
-                    for v in range(n_vectors):
-                        address = builder.bitcast(element(c_data, builder.add(row, ir.Constant(i64, v * lanes))),
-                                                  pointer)
-                        value = builder.load(acc[r][v])
-                        before = builder.block
-                        with builder.if_then(accumulate):
-                            old = builder.call(masked_load, [address, alignment, masks[v], zero])
-                            added = builder.fadd(value, old)
-                            added_block = builder.block
-                        merged = builder.phi(vector)
-                        merged.add_incoming(value, before)
-                        merged.add_incoming(added, added_block)
-                        value = merged
-                        if code is not None:
-                            value = _activate(builder, module, builder.fadd(
-                                value, row_bias if per_row else column_bias[v]), code, vector)
-                        builder.call(masked_store, [value, address, alignment, masks[v]])
-
-        # one copy of the stores per epilogue: not final; final with each activation, bias per row or column
-        after = builder.append_basic_block("tile.stored")
-        plain = builder.append_basic_block("tile.plain")
-        selector = builder.select(final, builder.add(builder.mul(builder.zext(bias_per_row, i64), ir.Constant(
-            i64, ACTIVATION_COUNT)), builder.add(act, ir.Constant(i64, 1))), ir.Constant(i64, 0))
-        switch = builder.switch(selector, plain)
-        builder.position_at_end(plain)
-        store_tile(None, False)
-        builder.branch(after)
-        for per_row in (False, True):
-            for code in range(ACTIVATION_COUNT):
-                case = builder.append_basic_block(f"tile.final.{int(per_row)}.{code}")
-                switch.add_case(ir.Constant(i64, int(per_row) * ACTIVATION_COUNT + code + 1), case)
-                builder.position_at_end(case)
-                store_tile(code, per_row)
-                builder.branch(after)
-        builder.position_at_end(after)
+        rows_at = [(builder.icmp_signed("<", ir.Constant(i64, r), row_count),
+                    builder.add(c_offset, builder.mul(ir.Constant(i64, r), c_row))) for r in range(n_rows)]
+        _store(context, builder, sig.args[7].dtype, acc, rows_at, masks, c_data, bias_data, bias_offset,
+               bias_per_row, act, final, accumulate, True)
         return context.get_dummy_value()
 
     return signature, codegen
+
+
+@intrinsic
+def conv_tile(typingctx, a, a_offset, a_row, taps, b, b_offset, b_k, c, c_offset, c_row, kc, row_count, columns,
+              ow_first, virtual_width, out_width, accumulate, final, bias, bias_offset, act, rows, vectors):
+    """The register tile of an implicit-GEMM convolution (channels last): for r < rows, j < min(columns, N),
+
+        sum over t < len(taps), k < kc of  a[a_offset + taps[t] + r*a_row + k] * b[b_offset + (t*kc + k)*b_k + j]
+
+    -- row r an output pixel, t a filter tap (``taps[t]``: its place in the prepared input a), k an input
+    channel, j an output channel.  Rows are "virtual pixels": row r is output column ow_first + r of an
+    output row ``virtual_width`` pixels long, wrapping to the next row; the columns >= ``out_width`` of a row
+    (the gap the taps overhang into) and rows >= ``row_count`` are computed but not stored.  Row r's result
+    goes to c[c_offset + (oh*out_width + ow)*c_row + j] for its row oh (0 for the first) and column ow, where
+    ``accumulate`` added to what is there, where ``final`` as ``activate(sum + bias[bias_offset + j], act)``.
+    Every row reads A: the caller keeps a[...] in bounds for all ``rows`` rows (slack after the input).
+    ``rows`` and ``vectors`` are integer literals."""
+    if not (isinstance(rows, types.IntegerLiteral) and isinstance(vectors, types.IntegerLiteral)):
+        return None
+    n_rows, n_vectors = rows.literal_value, vectors.literal_value
+    signature = types.void(a, a_offset, a_row, taps, b, b_offset, b_k, c, c_offset, c_row, kc, row_count, columns,
+                           ow_first, virtual_width, out_width, accumulate, final, bias, bias_offset, act, rows, vectors)
+
+    def codegen(context, builder, sig, args):
+        (_, a_offset, a_row, _, _, b_offset, b_k, _, c_offset, c_row, kc, row_count, columns, ow_first,
+         virtual_width, out_width, accumulate, final, _, bias_offset, act, _, _) = args
+        taps = context.make_array(sig.args[3])(context, builder, args[3])
+        a_data, taps_data, b_data, c_data, bias_data = (
+            context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 3, 4, 7, 18))
+        i64, lanes, vector, acc, masks, multiply_add, load_b = _accumulators(context, builder, sig.args[0].dtype,
+                                                                             n_rows, n_vectors, columns, b_data)
+        # taps outside, channels inside: the inner loop's A addresses step by one element (LLVM then walks the
+        # rows by adding a_row, with no per-row pointers to keep), B's by b_k
+        with cgutils.for_range(builder, builder.extract_value(taps.shape, 0)) as tap_loop:
+            t = tap_loop.index
+            a_base = builder.add(a_offset, builder.load(builder.gep(taps_data, [t])))
+            b_base = builder.add(b_offset, builder.mul(builder.mul(t, kc), b_k))
+            with cgutils.for_range(builder, kc) as loop:
+                k = loop.index
+                a_column = builder.add(a_base, k)
+                multiply_add(load_b(builder.add(b_base, builder.mul(k, b_k))), [builder.gep(a_data, [builder.add(
+                    a_column, builder.mul(ir.Constant(i64, r), a_row))]) for r in range(n_rows)])
+        rows_at = _virtual_rows(builder, n_rows, row_count, ow_first, virtual_width, out_width, c_offset, c_row)
+        _store(context, builder, sig.args[7].dtype, acc, rows_at, masks, c_data, bias_data, bias_offset,
+               ir.Constant(ir.IntType(1), 0), act, final, accumulate, False)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@intrinsic
+def thin_tile(typingctx, a, a_offset, a_row, run_offsets, run_lengths, w, w_offset, c, c_offset, c_row, row_count,
+              ow_first, virtual_width, out_width, bias, bias_offset, act, rows, width):
+    """The register tile of a convolution with thin groups (``width`` input and output channels per group, a
+    compile-time 2, 4 or 8 dividing a vector's lanes L), channels last: one vector holds L / width whole
+    groups, and for r < rows, lane l (output channel l of the tile, in group l // width)
+
+        c[...row r..., l] = activate(bias[bias_offset + l] + sum over taps t, i < width of
+                                     a[a_offset + tap_t + r*a_row + (l // width)*width + i] * w[w_offset + (t*width + i)*L + l])
+
+    -- no multiply by a zero, no lane idle: the input vector of a pixel (its L channels) is shuffled so each
+    group's lanes see its i-th input channel, and multiplied by the weights of input i for every output lane.
+    The taps come in runs of 1 to 3 (``run_lengths``) that read consecutive pixels (``run_offsets``: the
+    first's place in a; tap j of a run reads one pixel, a_row elements, further): within a run each loaded and
+    shuffled pixel feeds every tap that reads it, so a 3-tap run costs (rows + 2) x width shuffles for
+    3 x rows x width multiply-adds.  Rows are virtual pixels stored as in `conv_tile`; all rows read A."""
+    if not (isinstance(rows, types.IntegerLiteral) and isinstance(width, types.IntegerLiteral)):
+        return None
+    n_rows, group = rows.literal_value, width.literal_value
+    signature = types.void(a, a_offset, a_row, run_offsets, run_lengths, w, w_offset, c, c_offset, c_row, row_count,
+                           ow_first, virtual_width, out_width, bias, bias_offset, act, rows, width)
+
+    def codegen(context, builder, sig, args):
+        (_, a_offset, a_row, _, _, _, w_offset, _, c_offset, c_row, row_count, ow_first, virtual_width, out_width,
+         _, bias_offset, act, _, _) = args
+        offsets = context.make_array(sig.args[3])(context, builder, args[3])
+        a_data, offsets_data, lengths_data, w_data, c_data, bias_data = (
+            context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 3, 4, 5, 7, 14))
+        scalar, lanes, vector, pointer, mask_type, masked_load, masked_store = _vectors(context, builder,
+                                                                                        sig.args[0].dtype)
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
+                                             f"llvm.fma.v{lanes}{_suffix(vector)}")
+        zero = ir.Constant(vector, None)
+        acc = [[cgutils.alloca_once_value(builder, zero)] for _ in range(n_rows)]
+        selectors = [ir.Constant(ir.VectorType(i32, lanes), [(l // group) * group + i for l in range(lanes)])
+                     for i in range(group)]
+        tap = cgutils.alloca_once_value(builder, ir.Constant(i64, 0))  # the first tap of the run, in w
+
+        def load(index):
+            return builder.load(builder.bitcast(builder.gep(a_data, [index]), pointer), align=4)
+
+        def weights(first, j, i):
+            index = builder.add(w_offset, builder.mul(builder.add(builder.mul(builder.add(first, ir.Constant(
+                i64, j)), ir.Constant(i64, group)), ir.Constant(i64, i)), ir.Constant(i64, lanes)))
+            return builder.load(builder.bitcast(builder.gep(w_data, [index]), pointer), align=4)
+
+        with cgutils.for_range(builder, builder.extract_value(offsets.shape, 0)) as loop:
+            base = builder.add(a_offset, builder.load(builder.gep(offsets_data, [loop.index])))
+            length = builder.load(builder.gep(lengths_data, [loop.index]))
+            first = builder.load(tap)
+            done = builder.append_basic_block("thin.run.done")
+            switch = builder.switch(length, done)
+            for run in (1, 2, 3):
+                case = builder.append_basic_block(f"thin.run.{run}")
+                switch.add_case(ir.Constant(i64, run), case)
+                builder.position_at_end(case)
+                w_vectors = [[weights(first, j, i) for i in range(group)] for j in range(run)]
+                for u in range(n_rows + run - 1):  # pixel u of the run feeds rows u - j for its taps j
+                    pixel = load(builder.add(base, builder.mul(ir.Constant(i64, u), a_row)))
+                    for i in range(group):
+                        spread = builder.shuffle_vector(pixel, ir.Constant(vector, ir.Undefined), selectors[i])
+                        for j in range(run):
+                            r = u - j
+                            if 0 <= r < n_rows:
+                                builder.store(builder.call(fma, [spread, w_vectors[j][i], builder.load(acc[r][0])]),
+                                              acc[r][0])
+                builder.branch(done)
+            builder.position_at_end(done)
+            builder.store(builder.add(first, length), tap)
+        masks = [ir.Constant(mask_type, [1] * lanes)]
+        rows_at = _virtual_rows(builder, n_rows, row_count, ow_first, virtual_width, out_width, c_offset, c_row)
+        _store(context, builder, sig.args[7].dtype, acc, rows_at, masks, c_data, bias_data, bias_offset,
+               ir.Constant(ir.IntType(1), 0), act, ir.Constant(ir.IntType(1), 1), ir.Constant(ir.IntType(1), 0),
+               False)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+def _virtual_rows(builder, n_rows, row_count, ow_first, virtual_width, out_width, c_offset, c_row):
+    """``(stored, c index)`` of each row of a tile of virtual pixels: row r is column ow_first + r of an output
+    row ``virtual_width`` long, wrapping to the next; stored where r < row_count and its column < out_width."""
+    i64 = ir.IntType(64)
+    rows_at = []
+    ow, oh = ow_first, ir.Constant(i64, 0)
+    one = ir.Constant(i64, 1)
+    for r in range(n_rows):
+        valid = builder.and_(builder.icmp_signed("<", ir.Constant(i64, r), row_count),
+                             builder.icmp_signed("<", ow, out_width))
+        rows_at.append((valid, builder.add(c_offset, builder.mul(builder.add(builder.mul(oh, out_width), ow), c_row))))
+        following = builder.add(ow, one)
+        wrap = builder.icmp_signed("==", following, virtual_width)
+        ow = builder.select(wrap, ir.Constant(i64, 0), following)
+        oh = builder.select(wrap, builder.add(oh, one), oh)
+    return rows_at
+
+
+def _accumulators(context, builder, dtype, n_rows, n_vectors, columns, b_data):
+    """What both register tiles share: ``(i64, lanes, vector, acc, masks, multiply_add, load_b)`` -- the
+    ``n_rows x n_vectors`` accumulators (allocas in the entry block, promoted to registers by LLVM's mem2reg),
+    the lane masks (lane l of vector v holds column v*lanes + l, kept while < ``columns``), ``load_b(index)``
+    (B's masked row at ``index``) and ``multiply_add(b, a_pointers)`` (one k step: acc[r][v] += a[r] * b[v])."""
+    scalar, lanes, vector, pointer, mask_type, masked_load, masked_store = _vectors(context, builder, dtype)
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
+                                         f"llvm.fma.v{lanes}{_suffix(vector)}")
+    zero = ir.Constant(vector, None)
+    acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(n_vectors)] for _ in range(n_rows)]
+    limit = _splat(builder, columns, ir.VectorType(i64, lanes))
+    masks = [builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes), [v * lanes + l for l in range(lanes)]),
+                                 limit) for v in range(n_vectors)]
+    alignment = ir.Constant(i32, context.get_abi_sizeof(scalar))
+
+    def load_b(index):
+        return [builder.call(masked_load, [builder.bitcast(builder.gep(b_data, [builder.add(
+            index, ir.Constant(i64, v * lanes))]), pointer), alignment, masks[v], zero]) for v in range(n_vectors)]
+
+    def multiply_add(b, a_pointers):
+        for r, a_pointer in enumerate(a_pointers):
+            a = _splat(builder, builder.load(a_pointer), vector)
+            for v in range(n_vectors):
+                builder.store(builder.call(fma, [a, b[v], builder.load(acc[r][v])]), acc[r][v])
+
+    return i64, lanes, vector, acc, masks, multiply_add, load_b
+
+
+def _store(context, builder, dtype, acc, rows_at, masks, c_data, bias_data, bias_offset, bias_per_row, act, final,
+           accumulate, per_row_cases):
+    """A register tile's stores: row r of ``acc`` (``n_vectors`` vectors) goes to c_data[rows_at[r][1] + j]
+    where rows_at[r][0] holds, its lanes masked by ``masks``; the sum is added to what c holds where
+    ``accumulate``, and where ``final`` the bias (``bias_per_row``: bias[bias_offset + r], else
+    bias[bias_offset + j]) is added and activation ``act`` applied.  One copy of the stores per epilogue (a
+    switch: not final; final with each activation, bias per column or -- if ``per_row_cases`` -- per row)."""
+    scalar, lanes, vector, pointer, mask_type, masked_load, masked_store = _vectors(context, builder, dtype)
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    module = builder.module
+    alignment = ir.Constant(i32, context.get_abi_sizeof(scalar))
+    zero = ir.Constant(vector, None)
+    n_vectors = len(acc[0])
+
+    def element(data, index):
+        return builder.gep(data, [index])
+
+    def store_tile(code, per_row):
+        column_bias = [builder.call(masked_load, [builder.bitcast(element(bias_data, builder.add(
+            bias_offset, ir.Constant(i64, v * lanes))), pointer), alignment, masks[v], zero])
+            for v in range(n_vectors)] if code is not None and not per_row else None
+        for r, (valid, row) in enumerate(rows_at):
+            with builder.if_then(valid, likely=True):
+                if code is not None and per_row:
+                    row_bias = _splat(builder, builder.load(element(bias_data, builder.add(
+                        bias_offset, ir.Constant(i64, r)))), vector)
+                for v in range(n_vectors):
+                    address = builder.bitcast(element(c_data, builder.add(row, ir.Constant(i64, v * lanes))),
+                                              pointer)
+                    value = builder.load(acc[r][v])
+                    before = builder.block
+                    with builder.if_then(accumulate):
+                        old = builder.call(masked_load, [address, alignment, masks[v], zero])
+                        added = builder.fadd(value, old)
+                        added_block = builder.block
+                    merged = builder.phi(vector)
+                    merged.add_incoming(value, before)
+                    merged.add_incoming(added, added_block)
+                    value = merged
+                    if code is not None:
+                        value = _activate(builder, module, builder.fadd(
+                            value, row_bias if per_row else column_bias[v]), code, vector)
+                    builder.call(masked_store, [value, address, alignment, masks[v]])
+
+    after = builder.append_basic_block("tile.stored")
+    plain = builder.append_basic_block("tile.plain")
+    selector = builder.select(final, builder.add(builder.mul(builder.zext(bias_per_row, i64), ir.Constant(
+        i64, ACTIVATION_COUNT)), builder.add(act, ir.Constant(i64, 1))), ir.Constant(i64, 0))
+    switch = builder.switch(selector, plain)
+    builder.position_at_end(plain)
+    store_tile(None, False)
+    builder.branch(after)
+    for per_row in (False, True) if per_row_cases else (False,):
+        for code in range(ACTIVATION_COUNT):
+            case = builder.append_basic_block(f"tile.final.{int(per_row)}.{code}")
+            switch.add_case(ir.Constant(i64, int(per_row) * ACTIVATION_COUNT + code + 1), case)
+            builder.position_at_end(case)
+            store_tile(code, per_row)
+            builder.branch(after)
+    builder.position_at_end(after)
 
 
 @intrinsic

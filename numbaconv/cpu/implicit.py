@@ -1,0 +1,475 @@
+"""Grouped and dense convolution as an implicit GEMM on channels-last data, on numbaconv's register tile.
+
+Per super group s (m consecutive groups, see `super_group`), the convolution is the product
+
+    out[pixel, s's output channels] = sum over taps t, input channels c of  X[pixel + tap t, c] * W_s[t, c, :]
+
+with the pixels as the GEMM's rows (each input value broadcast to a vector), the output channels as its
+columns (vectors of 16 float32), and the reduction running over the filter taps and the super group's input
+channels -- no im2col matrix is built: `simd.conv_tile` reads X through a table of tap offsets.
+
+Prepared input (`prepare`): the input padded and split by the stride into s_h x s_w phase planes (a
+space-to-depth: plane (ph, pw) holds padded rows ph, ph + s_h, ... and columns pw, pw + s_w, ...), channels
+last.  Tap (kh, kw) of output pixel (oh, ow) is then pixel (oh + kh*d_h // s_h, ow + kw*d_w // s_w) of plane
+((kh*d_h) % s_h, (kw*d_w) % s_w): every stride becomes a stride-1 walk, and with output pixels numbered as
+"virtual pixels" q = oh * Wq + ow (Wq the planes' width) every tap reads the input at q*C plus a fixed offset.
+A register tile is a run of consecutive q, across output rows; the columns ow >= W_out of a row (the
+(kW - 1)*d_w // s_w pixels the taps overhang) are computed and not stored.  Zero slack rows under each plane
+keep a run's reads in bounds.  An NCHW input is transposed into this layout by the same copy, and its result
+transposed back.  An unpadded stride-1 1x1 convolution on a C-contiguous NHWC input reads the input itself.
+
+Thin groups (fewer output channels than a vector's lanes, e.g. ResNeXt's 4 per group): m = lanes / C_out_per_group
+groups make one super group whose weights are block-diagonal (zero between groups), so a tile's vectors are
+full; the multiply-adds by those zeros are the price (m x the group's work, as many as a vector with only
+C_out_per_group lanes used would cost, in a K m x longer and so better amortized).
+
+Threads: tasks of (image, super group, run of register tiles); a task computes all the super group's output
+channels for its pixels (the A rows stay in L1 across the column blocks, the super group's packed weights in
+L2).  The reduction is blocked over input channels (`channel_block`), partial sums added into the output.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from ..arrays import pad_input, pad_input_nhwc, scratch
+from ..config import FASTMATH, GEMM_DEPTH
+from .simd import VECTOR_BYTES, conv_tile, thin_tile, transpose_block
+from . import packcache
+from .epilogue import bias_activation_last_inplace
+from .twins import Twins
+
+_U = np.uint64
+
+# Register tiles (rows x vectors of 64 bytes): 12 x 2 where a super group's output channels fill pairs of
+# vectors, else 24 x 1 (24 accumulators; thin groups, odd vector counts).
+WIDE_ROWS = 12
+NARROW_ROWS = 24
+# Rows of the thin-group tile (`simd.thin_tile`) by channels per group: 14 accumulators for 2 or 4 (plus up
+# to 12 weight vectors, 3 taps x 4), 8 for 8 (whose 24 weight vectors and 8 lane selectors do not fit beside
+# more).  Measured one core, a 3x3 tile alone: 4 per group 133 GFLOP/s at 14 rows (115 at 6, 109 at 16);
+# 8 per group 95 at 6-8 rows, 82 at 14.
+THIN_ROWS = 14
+THIN_ROWS_8 = 8
+# Register tiles of pixels per task at most (96-192 output pixels).
+TASK_TILES = 8
+
+
+def lanes(dtype) -> int:
+    return VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+def super_group(spec) -> int:
+    """Groups per super group: lanes / C_out_per_group where that is whole (and divides G), else 1."""
+    per_group = spec.out_channels_per_group
+    width = lanes(spec.dtype)
+    if 0 < per_group < width and width % per_group == 0 and spec.groups % (width // per_group) == 0:
+        return width // per_group
+    return 1
+
+
+def thin(spec) -> bool:
+    """Whether the thin-group tile serves this convolution: as many input as output channels per group, 2, 4
+    or 8 of them, fewer than a vector's lanes and dividing them (so a vector holds whole groups)."""
+    per_group = spec.out_channels_per_group
+    return (per_group == spec.in_channels_per_group and per_group in (2, 4, 8) and super_group(spec) > 1)
+
+
+def tile_shape(spec) -> tuple[int, int]:
+    """``(rows, vectors)`` of the register tile for this convolution's super groups."""
+    columns = super_group(spec) * spec.out_channels_per_group
+    vectors = -(-columns // lanes(spec.dtype))
+    return (WIDE_ROWS, 2) if vectors % 2 == 0 else (NARROW_ROWS, 1)
+
+
+def channel_block(spec) -> int:
+    """Input channels of one K block (a tile's reduction over all taps of this many channels is about
+    GEMM_DEPTH long), at least 1; the prepared input keeps each block's channels together."""
+    taps = spec.kernel_height * spec.kernel_width
+    channels = super_group(spec) * spec.in_channels_per_group
+    if thin(spec):
+        return channels  # one vector's lanes, one pixel's whole super group
+    blocks = max(1, -(-channels * taps // GEMM_DEPTH))
+    return max(1, -(-channels // blocks))
+
+
+def _pack(weight, out, m, per_out, per_in, taps, blocks, width, channel_blocks, step):
+    """`pack_weights` into flat ``out``: one task per (super group, column block, channel block), whose panel
+    (taps x step x width, tens of KiB: it stays in L1/L2 while it fills) takes, column by column, each output
+    channel's weights of the block's input channels -- a contiguous run of W."""
+    panel = taps * step * width
+    supers = out.size // (blocks * channel_blocks * panel)
+    for task in prange(supers * blocks * channel_blocks):
+        cb = task % channel_blocks
+        block = (task // channel_blocks) % blocks
+        s = task // (channel_blocks * blocks)
+        base = task * panel
+        for e in range(panel):
+            out[_U(base + e)] = 0
+        for l in range(min(width, m * per_out - block * width)):
+            j = block * width + l
+            go = j // per_out  # the output channel's group within the super group: its input channels
+            first = max(cb * step, go * per_in)
+            end = min((cb + 1) * step, (go + 1) * per_in)
+            source = (s * m * per_out + j) * per_in * taps
+            for c in range(first, end):
+                ci = c - go * per_in
+                target = base + (c - cb * step) * width + l
+                for t in range(taps):
+                    out[_U(target + t * step * width)] = weight[_U(source + ci * taps + t)]
+
+
+pack_kernel = Twins(_pack)
+
+
+def pack_weights(weight: np.ndarray, spec) -> np.ndarray:
+    """(C_out, C_in/G, kH, kW) -> flat panels (S, column blocks, channel blocks, taps, step, width): super
+    group s's block-diagonal weights, its m*C_in/G input channels in blocks of ``step`` (`channel_block`),
+    width = the tile's columns; zero past the super group's output channels and input channels."""
+    m = super_group(spec)
+    _, vectors = tile_shape(spec)
+    width = vectors * lanes(spec.dtype)
+    blocks = -(-m * spec.out_channels_per_group // width)
+    step = channel_block(spec)
+    channel_blocks = -(-m * spec.in_channels_per_group // step)
+    taps = spec.kernel_height * spec.kernel_width
+    out = np.empty((spec.groups // m) * blocks * channel_blocks * taps * step * width, weight.dtype)
+    pack_kernel(out.size, np.ascontiguousarray(weight).reshape(-1), out, m, spec.out_channels_per_group,
+                spec.in_channels_per_group, taps, blocks, width, channel_blocks, step)
+    return out
+
+
+def geometry(spec) -> tuple[int, int, int]:
+    """``(plane_rows, Hq, Wq)`` of the prepared input: each phase plane's rows (Hq plus slack) and size."""
+    top, bottom, left, right = spec.padding
+    sh, sw = spec.stride
+    hq = -(-(spec.in_height + top + bottom) // sh)
+    wq = -(-(spec.in_width + left + right) // sw)
+    rows, _ = tile_shape(spec)
+    slack = -(-(rows - 1) // wq) + 1
+    return hq + slack, hq, wq
+
+
+def _prepare(x, sn, s_row, s_column, s_channel, out, batch, height, width, stride_h, stride_w, top, left,
+             plane_rows, valid_rows, plane_width, supers, per_super, step):
+    """The prepared input: out[n, s, b, ph*s_w + pw, i, j, c] = x[n, i*s_h + ph - top, j*s_w + pw - left,
+    s*per_super + b*step + c] for super group s, channel block b of ``step`` channels (x flat, element strides
+    s_row, s_column, s_channel; sn per image); zero outside x, past the super group's channels and in the
+    slack rows."""
+    planes = stride_h * stride_w
+    lanes = VECTOR_BYTES // out.itemsize
+    blocks = (per_super + step - 1) // step
+    plane_size = plane_rows * plane_width * step
+    row_size = plane_width * step
+    for task in prange(batch * planes * plane_rows):
+        i = task % plane_rows
+        plane = (task // plane_rows) % planes
+        n = task // (plane_rows * planes)
+        ih = i * stride_h + plane // stride_w - top
+        zero_row = i >= valid_rows or ih < 0 or ih >= height
+        pw = plane % stride_w
+        for s in range(supers):
+            for b in range(blocks):
+                c0 = s * per_super + b * step
+                kc = min(step, per_super - b * step)
+                target = ((n * supers + s) * blocks + b) * planes * plane_size + plane * plane_size + i * row_size
+                if zero_row:
+                    for e in range(row_size):
+                        out[_U(target + e)] = 0
+                    continue
+                for j in range(plane_width):
+                    iw = j * stride_w + pw - left
+                    dst = target + j * step
+                    if iw < 0 or iw >= width:
+                        for c in range(step):
+                            out[_U(dst + c)] = 0
+                        continue
+                    for c in range(kc, step):
+                        out[_U(dst + c)] = 0
+                    if s_channel == 1:  # channels last: a contiguous run
+                        src = n * sn + ih * s_row + iw * s_column + c0
+                        for c in range(kc):
+                            out[_U(dst + c)] = x[_U(src + c)]
+                if s_channel == 1:
+                    continue
+                # channels first: the row's pixels of the block's channels, transposed
+                source = n * sn + ih * s_row + c0 * s_channel
+                first = max(0, -((pw - left) // stride_w))  # the first column inside x: j*s_w + pw - left >= 0
+                end = min(plane_width, (width - 1 - pw + left) // stride_w + 1)
+                if stride_w == 1:  # contiguous rows of x: 16x16 squares transposed in registers
+                    for j in range(first, end, lanes):
+                        for c in range(0, kc, lanes):
+                            transpose_block(x, source + c * s_channel + j + pw - left, s_channel, min(lanes, kc - c),
+                                            min(lanes, end - j), out, target + j * step + c, step,
+                                            min(lanes, kc - c))
+                else:
+                    for c in range(kc):
+                        src = source + c * s_channel
+                        for j in range(first, end):
+                            out[_U(target + j * step + c)] = x[_U(src + (j * stride_w + pw - left) * s_column)]
+
+
+prepare_kernel = Twins(_prepare)
+
+
+def _conv(xp, taps, packed, bias, out, batch, supers, out_channels, out_per_super, step, channel_blocks,
+          block_size, plane_width, out_height, out_width, tiles, task_tiles, task_blocks, act, narrow):
+    """out (flat N, H_out, W_out, C_out) = activate(conv + bias), super group by super group (module doc).
+    xp: the prepared input (`prepare`), flat, ``block_size`` elements per channel block; taps: where each tap
+    reads in a block (`tap_offsets`).  A task: ``task_tiles`` register tiles of pixels x ``task_blocks``
+    column blocks of one image's super group; per channel block, each column block's weight panel is read
+    by all the task's pixel tiles in turn (it stays in L2), the partial sums added into out."""
+    rows = NARROW_ROWS if narrow else WIDE_ROWS
+    width = (1 if narrow else 2) * VECTOR_BYTES // out.itemsize
+    virtual = (out_height - 1) * plane_width + out_width  # virtual pixels of an image's output
+    blocks = (out_per_super + width - 1) // width
+    depth = taps.size * step
+    pixel_parts = (tiles + task_tiles - 1) // task_tiles
+    column_parts = (blocks + task_blocks - 1) // task_blocks
+    for task in prange(batch * supers * pixel_parts * column_parts):
+        column_part = task % column_parts
+        rest = task // column_parts
+        pixel_part = rest % pixel_parts
+        s = (rest // pixel_parts) % supers
+        n = rest // (pixel_parts * supers)
+        for cb in range(channel_blocks):
+            last = cb == channel_blocks - 1
+            for block in range(column_part * task_blocks, min(blocks, (column_part + 1) * task_blocks)):
+                columns = min(width, out_per_super - block * width)
+                b_offset = ((s * blocks + block) * channel_blocks + cb) * depth * width
+                for t in range(pixel_part * task_tiles, min(tiles, (pixel_part + 1) * task_tiles)):
+                    q0 = t * rows
+                    oh0 = q0 // plane_width
+                    ow0 = q0 - oh0 * plane_width
+                    row_count = min(rows, virtual - q0)
+                    c_offset = ((n * out_height + oh0) * out_width) * out_channels + s * out_per_super + block * width
+                    a_offset = ((n * supers + s) * channel_blocks + cb) * block_size + q0 * step
+                    if narrow:
+                        conv_tile(xp, a_offset, step, taps, packed, b_offset, width, out, c_offset, out_channels,
+                                  step, row_count, columns, ow0, plane_width, out_width, cb > 0, last, bias,
+                                  s * out_per_super + block * width, act, NARROW_ROWS, 1)
+                    else:
+                        conv_tile(xp, a_offset, step, taps, packed, b_offset, width, out, c_offset, out_channels,
+                                  step, row_count, columns, ow0, plane_width, out_width, cb > 0, last, bias,
+                                  s * out_per_super + block * width, act, WIDE_ROWS, 2)
+
+
+conv_kernel = Twins(_conv, fastmath=FASTMATH)
+
+
+def _thin_conv(xp, run_offsets, run_lengths, packed, bias, out, batch, supers, out_channels, block_size, plane_width,
+               out_height, out_width, tiles, task_tiles, act, width):
+    """`_conv` for thin groups (`thin`): each super group one vector of whole groups, `simd.thin_tile`."""
+    lanes = VECTOR_BYTES // out.itemsize
+    virtual = (out_height - 1) * plane_width + out_width
+    taps = packed.size // (supers * width * lanes)
+    parts = (tiles + task_tiles - 1) // task_tiles
+    rows = THIN_ROWS_8 if width == 8 else THIN_ROWS
+    for task in prange(batch * supers * parts):
+        part = task % parts
+        s = (task // parts) % supers
+        n = task // (parts * supers)
+        for t in range(part * task_tiles, min(tiles, (part + 1) * task_tiles)):
+            q0 = t * rows
+            oh0 = q0 // plane_width
+            ow0 = q0 - oh0 * plane_width
+            row_count = min(rows, virtual - q0)
+            c_base = ((n * out_height + oh0) * out_width) * out_channels + s * lanes
+            a_offset = (n * supers + s) * block_size + q0 * lanes
+            w_offset = s * taps * width * lanes
+            if width == 2:
+                thin_tile(xp, a_offset, lanes, run_offsets, run_lengths, packed, w_offset, out, c_base, out_channels,
+                          row_count, ow0, plane_width, out_width, bias, s * lanes, act, THIN_ROWS, 2)
+            elif width == 4:
+                thin_tile(xp, a_offset, lanes, run_offsets, run_lengths, packed, w_offset, out, c_base, out_channels,
+                          row_count, ow0, plane_width, out_width, bias, s * lanes, act, THIN_ROWS, 4)
+            else:
+                thin_tile(xp, a_offset, lanes, run_offsets, run_lengths, packed, w_offset, out, c_base, out_channels,
+                          row_count, ow0, plane_width, out_width, bias, s * lanes, act, THIN_ROWS_8, 8)
+
+
+thin_kernel = Twins(_thin_conv, fastmath=FASTMATH)
+
+
+def _channels_first(source, target, batch, pixels, channels):
+    """target (N, C, P) = source (N, P, C) transposed, 16x16 squares at a time in registers (both flat)."""
+    lanes = VECTOR_BYTES // target.itemsize
+    channel_blocks = (channels + lanes - 1) // lanes
+    for task in prange(batch * channel_blocks):
+        n = task // channel_blocks
+        c0 = (task % channel_blocks) * lanes
+        for p in range(0, pixels, lanes):
+            transpose_block(source, (n * pixels + p) * channels + c0, channels, min(lanes, pixels - p),
+                            min(lanes, channels - c0), target, (n * channels + c0) * pixels + p, pixels,
+                            min(lanes, pixels - p))
+
+
+channels_first = Twins(_channels_first)
+
+
+def tap_runs(spec, plane_rows: int, plane_width: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The taps in runs for `simd.thin_tile`: ``(offsets, lengths, order)`` -- per run the first tap's place in
+    the prepared input (as `tap_offsets`) and its length (1-3 taps of one row and phase plane reading
+    consecutive pixels), and the taps (kh*kW + kw) in run order (the order of the packed weights)."""
+    offsets = tap_offsets(spec, plane_rows, plane_width)
+    sw, dw = spec.stride[1], spec.dilation[1]
+    starts, lengths, order = [], [], []
+    for kh in range(spec.kernel_height):
+        for phase in range(sw):
+            run, previous = [], None
+            for kw in range(spec.kernel_width):
+                if (kw * dw) % sw != phase:
+                    continue
+                column = (kw * dw) // sw
+                if run and (column != previous + 1 or len(run) == 3):
+                    starts.append(offsets[kh * spec.kernel_width + run[0]])
+                    lengths.append(len(run))
+                    order += [kh * spec.kernel_width + k for k in run]
+                    run = []
+                run.append(kw)
+                previous = column
+            if run:
+                starts.append(offsets[kh * spec.kernel_width + run[0]])
+                lengths.append(len(run))
+                order += [kh * spec.kernel_width + k for k in run]
+    return np.array(starts, np.int64), np.array(lengths, np.int64), order
+
+
+def pack_thin(weight: np.ndarray, spec, order: list[int]) -> np.ndarray:
+    """(C_out, w, kH, kW) -> flat (S, taps in ``order``, w, L): super group s's weights, input i of each lane's
+    group for output lane l (a vector of L lanes per tap and input)."""
+    width = lanes(spec.dtype)
+    per_group = spec.in_channels_per_group
+    source = weight.reshape(spec.out_channels // width, width, per_group, -1)[:, :, :, order]
+    return np.ascontiguousarray(source.transpose(0, 3, 2, 1)).reshape(-1)
+
+
+def tap_offsets(spec, plane_rows: int, plane_width: int) -> np.ndarray:
+    """Where each tap (kh, kw) reads in a channel block of the prepared input, relative to the output
+    pixel's virtual pixel."""
+    sh, sw = spec.stride
+    dh, dw = spec.dilation
+    step = channel_block(spec)
+    offsets = np.empty(spec.kernel_height * spec.kernel_width, np.int64)
+    for kh in range(spec.kernel_height):
+        for kw in range(spec.kernel_width):
+            plane = ((kh * dh) % sh) * sw + (kw * dw) % sw
+            offsets[kh * spec.kernel_width + kw] = ((plane * plane_rows + (kh * dh) // sh) * plane_width
+                                                    + (kw * dw) // sw) * step
+    return offsets
+
+
+def _source(spec, x, layout):
+    """x ready for `prepare`: padded already where the padding mode is not zeros; flat, with its element
+    strides (image, row, column, channel) and the zero padding still to apply (top, left)."""
+    top, left = spec.padding[0], spec.padding[2]
+    if spec.has_padding and spec.padding_mode != "zeros":
+        x = pad_input_nhwc(x, spec) if layout == "NHWC" else pad_input(x, spec)
+        top = left = 0
+    x = np.ascontiguousarray(x)
+    if layout == "NHWC":
+        n, h, w, c = x.shape
+        strides = (h * w * c, w * c, c, 1)
+    else:
+        n, c, h, w = x.shape
+        strides = (c * h * w, w, 1, h * w)
+    return x.reshape(-1), strides, h, w, top, left
+
+
+def prepare(spec, x, layout: str) -> np.ndarray:
+    """The prepared input (`_prepare`) of x in ``layout``, flat."""
+    plane_rows, valid_rows, plane_width = geometry(spec)
+    flat, strides, height, width, top, left = _source(spec, x, layout)
+    m = super_group(spec)
+    step = channel_block(spec)
+    per_super = m * spec.in_channels_per_group
+    size = spec.batch * (spec.groups // m) * -(-per_super // step) * step * spec.stride[0] * spec.stride[1] * \
+        plane_rows * plane_width
+    xp = scratch("prepared_input", size, spec.dtype)
+    prepare_kernel(size, flat, *strides, xp, spec.batch, height, width, *spec.stride, top, left, plane_rows,
+                   valid_rows, plane_width, spec.groups // m, per_super, step)
+    return xp
+
+
+def run_nhwc(spec, x, weight, bias, out):
+    _run(spec, x, weight, bias, out, "NHWC")
+
+
+def run(spec, x, weight, bias, out):
+    """NCHW: the input transposed into the prepared layout by the same copy; the result computed channels
+    last, then transposed into out."""
+    result = scratch("channels_last_result", (spec.batch, spec.out_height, spec.out_width, spec.out_channels),
+                     spec.dtype)
+    _run(spec, x, weight, bias, result, "NCHW")
+    if out.flags.c_contiguous:
+        channels_first(result.size, result.reshape(-1), out.reshape(-1), spec.batch,
+                       spec.out_height * spec.out_width, spec.out_channels)
+    else:
+        out[...] = result.transpose(0, 3, 1, 2)
+
+
+def task_split(spec, items: int, tiles: int, blocks: int) -> tuple[int, int]:
+    """``(task_tiles, task_blocks)``: a task's pixel tiles (at most TASK_TILES) and column blocks, cut further
+    (column blocks first: a task then reads fewer weights, its pixels' input again for each block) until there
+    are 4 tasks per thread where the problem has that many.  ``items``: images x super groups."""
+    target = 4 * numba.get_num_threads()
+    pixel_parts, column_parts = -(-tiles // TASK_TILES), 1
+    while items * pixel_parts * column_parts < target and column_parts < blocks:
+        column_parts += 1
+    while items * pixel_parts * column_parts < target and pixel_parts < tiles:
+        pixel_parts += 1
+    return -(-tiles // pixel_parts), -(-blocks // column_parts)
+
+
+def _run(spec, x, weight, bias, out, layout):
+    if spec.in_channels_per_group == 0 or spec.kernel_height * spec.kernel_width == 0:  # an empty reduction
+        out[...] = 0
+        bias_activation_last_inplace(out.reshape(-1, spec.out_channels), bias, spec.activation_code)
+        return
+    rows, vectors = tile_shape(spec)
+    m = super_group(spec)
+    plane_rows, _, plane_width = geometry(spec)
+    step = channel_block(spec)
+    xp = prepare(spec, x, layout)
+    virtual = (spec.out_height - 1) * plane_width + spec.out_width
+    supers = spec.groups // m
+    block_size = spec.stride[0] * spec.stride[1] * plane_rows * plane_width * step
+    if thin(spec):
+        tiles = -(-virtual // (THIN_ROWS_8 if spec.out_channels_per_group == 8 else THIN_ROWS))
+        task_tiles, _ = task_split(spec, spec.batch * supers, tiles, 1)
+        starts, lengths, order = tap_runs(spec, plane_rows, plane_width)
+        packed = packcache.packed(weight, ("thin", tuple(order)), lambda: pack_thin(weight, spec, order))
+        if packed is None:
+            packed = pack_thin(weight, spec, order)
+        thin_kernel(out.size * spec.reduction_length, xp, starts, lengths, packed, bias,
+                    out.reshape(-1), spec.batch, supers, spec.out_channels, block_size, plane_width, spec.out_height,
+                    spec.out_width, tiles, task_tiles, spec.activation_code, spec.out_channels_per_group)
+        return
+    tiles = -(-virtual // rows)
+    blocks = -(-m * spec.out_channels_per_group // (vectors * lanes(spec.dtype)))
+    task_tiles, task_blocks = task_split(spec, spec.batch * supers, tiles, blocks)
+    packed = packcache.packed(weight, ("block_diagonal", spec.groups, step, vectors), lambda: pack_weights(weight, spec))
+    if packed is None:
+        packed = pack_weights(weight, spec)
+    conv_kernel(out.size * spec.reduction_length, xp, tap_offsets(spec, plane_rows, plane_width), packed, bias, out.reshape(-1), spec.batch, supers, spec.out_channels,
+                m * spec.out_channels_per_group, step, -(-m * spec.in_channels_per_group // step), block_size,
+                plane_width, spec.out_height, spec.out_width, tiles, task_tiles, task_blocks, spec.activation_code,
+                vectors == 1)
+
+
+def workspace(spec) -> int:
+    """Bytes of temporaries: the prepared input, the packed weights, and for NCHW data the channels-last result."""
+    plane_rows, _, plane_width = geometry(spec)
+    m = super_group(spec)
+    step = channel_block(spec)
+    prepared = spec.batch * (spec.groups // m) * -(-m * spec.in_channels_per_group // step) * step * \
+        spec.stride[0] * spec.stride[1] * plane_rows * plane_width
+    rows, vectors = tile_shape(spec)
+    width = vectors * lanes(spec.dtype)
+    packed = (spec.groups // m) * -(-m * spec.out_channels_per_group // width) * width * \
+        spec.kernel_height * spec.kernel_width * -(-m * spec.in_channels_per_group // step) * step
+    result = spec.batch * spec.out_channels * spec.out_height * spec.out_width
+    padded = spec.padded_elements if spec.has_padding and spec.padding_mode != "zeros" else 0
+    return (prepared + packed + result + padded) * spec.dtype.itemsize
