@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
+from numba import get_thread_id, njit, prange
 
 from ..arrays import pad_input, pad_input_nhwc, scratch
 from ..config import FASTMATH, GEMM_DEPTH
@@ -53,8 +53,9 @@ NARROW_ROWS = 24
 # 8 per group 95 at 6-8 rows, 82 at 14.
 THIN_ROWS = 14
 THIN_ROWS_8 = 8
-# Register tiles of pixels per task at most (96-192 output pixels).
-TASK_TILES = 8
+# A task's prepared input (its band of output rows' input rows, all its super group's channels) at most
+# this many bytes where one output row allows: it stays in L2 beside the weight panels.
+BAND_BYTES = 96 << 10
 
 
 def lanes(dtype) -> int:
@@ -141,153 +142,176 @@ def pack_weights(weight: np.ndarray, spec) -> np.ndarray:
     return out
 
 
-def geometry(spec) -> tuple[int, int, int]:
-    """``(plane_rows, Hq, Wq)`` of the prepared input: each phase plane's rows (Hq plus slack) and size."""
+def geometry(spec) -> tuple[int, int, int, int]:
+    """``(Hq, Wq, halo, slack)`` of the phase planes: their rows and width, the plane rows a band of output rows
+    reads beyond its own (the taps' reach), and the zero rows after them that keep a tile's last reads in
+    bounds."""
     top, bottom, left, right = spec.padding
     sh, sw = spec.stride
     hq = -(-(spec.in_height + top + bottom) // sh)
     wq = -(-(spec.in_width + left + right) // sw)
-    rows, _ = tile_shape(spec)
-    slack = -(-(rows - 1) // wq) + 1
-    return hq + slack, hq, wq
+    halo = (spec.kernel_height - 1) * spec.dilation[0] // sh
+    slack = -(-(NARROW_ROWS - 1) // wq) + 1
+    return hq, wq, halo, slack
 
 
-def _prepare(x, sn, s_row, s_column, s_channel, out, batch, height, width, stride_h, stride_w, top, left,
-             plane_rows, valid_rows, plane_width, supers, per_super, step):
-    """The prepared input: out[n, s, b, ph*s_w + pw, i, j, c] = x[n, i*s_h + ph - top, j*s_w + pw - left,
-    s*per_super + b*step + c] for super group s, channel block b of ``step`` channels (x flat, element strides
-    s_row, s_column, s_channel; sn per image); zero outside x, past the super group's channels and in the
-    slack rows."""
+def bands(spec, items: int, blocks: int) -> tuple[int, int, int]:
+    """``(band, local_rows, column_parts)``: output rows per task, the plane rows its prepared input holds
+    (band + halo + slack), and how many tasks share a band's column blocks.  A band's input stays within
+    BAND_BYTES where one output row allows (in L2 beside the weights); bands are halved, then the column blocks
+    split, until there are 4 tasks per thread where the problem has that many (``items``: images x super
+    groups)."""
+    _, wq, halo, slack = geometry(spec)
+    channels = -(-super_group(spec) * spec.in_channels_per_group // channel_block(spec)) * channel_block(spec)
+    row_bytes = spec.stride[0] * spec.stride[1] * wq * channels * spec.dtype.itemsize
+    band = max(1, min(spec.out_height, BAND_BYTES // max(row_bytes, 1) - halo - slack))
+    target = 4 * numba.get_num_threads()
+    while items * -(-spec.out_height // band) < target and band > 1:
+        band = -(-band // 2)
+    tasks = max(1, items * -(-spec.out_height // band))
+    column_parts = max(1, min(blocks, -(-target // tasks)))
+    return band, band + halo + slack, column_parts
+
+
+@njit(cache=True)
+def _band_input(x, sn, s_row, s_column, s_channel, buffer, base, n, c_first, per_super, step, channel_blocks, i0,
+                local_rows, valid_rows, height, width, stride_h, stride_w, top, left, plane_width):
+    """One task's prepared input: buffer[base + ((b*planes + ph*s_w + pw)*local_rows + r)*Wq*step + j*step + c]
+    = x[n, (i0 + r)*s_h + ph - top, j*s_w + pw - left, c_first + b*step + c] for channel block b of ``step``
+    channels (x flat, element strides sn, s_row, s_column, s_channel), zero outside x, past the super group's
+    ``per_super`` channels and past the planes' ``valid_rows``.  Channels-last x: a contiguous run per pixel;
+    channels-first x with unit stride: 16x16 squares transposed in registers."""
     planes = stride_h * stride_w
-    lanes = VECTOR_BYTES // out.itemsize
-    blocks = (per_super + step - 1) // step
-    plane_size = plane_rows * plane_width * step
+    lanes = VECTOR_BYTES // buffer.itemsize
     row_size = plane_width * step
-    for task in prange(batch * planes * plane_rows):
-        i = task % plane_rows
-        plane = (task // plane_rows) % planes
-        n = task // (plane_rows * planes)
-        ih = i * stride_h + plane // stride_w - top
-        zero_row = i >= valid_rows or ih < 0 or ih >= height
-        pw = plane % stride_w
-        for s in range(supers):
-            for b in range(blocks):
-                c0 = s * per_super + b * step
-                kc = min(step, per_super - b * step)
-                target = ((n * supers + s) * blocks + b) * planes * plane_size + plane * plane_size + i * row_size
-                if zero_row:
+    for b in range(channel_blocks):
+        c0 = c_first + b * step
+        kc = min(step, per_super - b * step)
+        for plane in range(planes):
+            ph = plane // stride_w
+            pw = plane % stride_w
+            first = max(0, -((pw - left) // stride_w))  # the columns inside x: first <= j < end
+            end = max(first, min(plane_width, (width - 1 - pw + left) // stride_w + 1))
+            for r in range(local_rows):
+                ih = (i0 + r) * stride_h + ph - top
+                target = base + ((b * planes + plane) * local_rows + r) * row_size
+                if i0 + r >= valid_rows or ih < 0 or ih >= height:
                     for e in range(row_size):
-                        out[_U(target + e)] = 0
+                        buffer[_U(target + e)] = 0
                     continue
-                for j in range(plane_width):
-                    iw = j * stride_w + pw - left
-                    dst = target + j * step
-                    if iw < 0 or iw >= width:
-                        for c in range(step):
-                            out[_U(dst + c)] = 0
-                        continue
-                    for c in range(kc, step):
-                        out[_U(dst + c)] = 0
-                    if s_channel == 1:  # channels last: a contiguous run
-                        src = n * sn + ih * s_row + iw * s_column + c0
-                        for c in range(kc):
-                            out[_U(dst + c)] = x[_U(src + c)]
-                if s_channel == 1:
-                    continue
-                # channels first: the row's pixels of the block's channels, transposed
+                for e in range(first * step):
+                    buffer[_U(target + e)] = 0
+                for e in range(end * step, row_size):
+                    buffer[_U(target + e)] = 0
                 source = n * sn + ih * s_row + c0 * s_channel
-                first = max(0, -((pw - left) // stride_w))  # the first column inside x: j*s_w + pw - left >= 0
-                end = min(plane_width, (width - 1 - pw + left) // stride_w + 1)
-                if stride_w == 1:  # contiguous rows of x: 16x16 squares transposed in registers
+                if kc < step:
+                    for j in range(first, end):
+                        for c in range(kc, step):
+                            buffer[_U(target + j * step + c)] = 0
+                if s_channel == 1:  # each pixel's channels: a contiguous run
+                    for j in range(first, end):
+                        src = source + (j * stride_w + pw - left) * s_column
+                        dst = target + j * step
+                        for c in range(kc):
+                            buffer[_U(dst + c)] = x[_U(src + c)]
+                    continue
+                if s_column == 1 and stride_w == 1:
                     for j in range(first, end, lanes):
                         for c in range(0, kc, lanes):
                             transpose_block(x, source + c * s_channel + j + pw - left, s_channel, min(lanes, kc - c),
-                                            min(lanes, end - j), out, target + j * step + c, step,
+                                            min(lanes, end - j), buffer, target + j * step + c, step,
                                             min(lanes, kc - c))
                 else:
                     for c in range(kc):
-                        src = source + c * s_channel
                         for j in range(first, end):
-                            out[_U(target + j * step + c)] = x[_U(src + (j * stride_w + pw - left) * s_column)]
+                            buffer[_U(target + j * step + c)] = x[_U(source + c * s_channel
+                                                                    + (j * stride_w + pw - left) * s_column)]
 
 
-prepare_kernel = Twins(_prepare)
-
-
-def _conv(xp, taps, packed, bias, out, batch, supers, out_channels, out_per_super, step, channel_blocks,
-          block_size, plane_width, out_height, out_width, tiles, task_tiles, task_blocks, act, narrow):
+def _conv(x, sn, s_row, s_column, s_channel, buffers, taps, packed, bias, out, batch, supers, in_per_super,
+          out_channels, out_per_super, step, channel_blocks, height, width, stride_h, stride_w, top, left, valid_rows,
+          plane_width, out_height, out_width, band, local_rows, column_parts, act, narrow):
     """out (flat N, H_out, W_out, C_out) = activate(conv + bias), super group by super group (module doc).
-    xp: the prepared input (`prepare`), flat, ``block_size`` elements per channel block; taps: where each tap
-    reads in a block (`tap_offsets`).  A task: ``task_tiles`` register tiles of pixels x ``task_blocks``
-    column blocks of one image's super group; per channel block, each column block's weight panel is read
-    by all the task's pixel tiles in turn (it stays in L2), the partial sums added into out."""
+    A task: one band of output rows of one image's super group (and a share of its column blocks): it
+    prepares the band's input in its thread's part of ``buffers`` (`_band_input`), then for each channel block
+    and column block runs the register tiles over the band, the weight panel staying in L2 across them, the
+    partial sums of the channel blocks added into out.  taps: where each tap reads in a channel block."""
     rows = NARROW_ROWS if narrow else WIDE_ROWS
-    width = (1 if narrow else 2) * VECTOR_BYTES // out.itemsize
-    virtual = (out_height - 1) * plane_width + out_width  # virtual pixels of an image's output
-    blocks = (out_per_super + width - 1) // width
+    width_columns = (1 if narrow else 2) * VECTOR_BYTES // out.itemsize
+    blocks = (out_per_super + width_columns - 1) // width_columns
+    task_blocks = (blocks + column_parts - 1) // column_parts
     depth = taps.size * step
-    pixel_parts = (tiles + task_tiles - 1) // task_tiles
-    column_parts = (blocks + task_blocks - 1) // task_blocks
-    for task in prange(batch * supers * pixel_parts * column_parts):
-        column_part = task % column_parts
-        rest = task // column_parts
-        pixel_part = rest % pixel_parts
-        s = (rest // pixel_parts) % supers
-        n = rest // (pixel_parts * supers)
+    band_count = (out_height + band - 1) // band
+    block_size = stride_h * stride_w * local_rows * plane_width * step
+    for task in prange(batch * supers * band_count * column_parts):
+        column_part = task % column_parts  # then super groups, then bands: consecutive tasks read the same
+        rest = task // column_parts         # input rows (one pixel's channels are contiguous), from cache
+        s = rest % supers
+        b = (rest // supers) % band_count
+        n = rest // (supers * band_count)
+        oh0 = b * band
+        virtual = (min(band, out_height - oh0) - 1) * plane_width + out_width  # the band's virtual pixels
+        base = get_thread_id() * channel_blocks * block_size
+        _band_input(x, sn, s_row, s_column, s_channel, buffers, base, n, s * in_per_super, in_per_super, step,
+                    channel_blocks, oh0, local_rows, valid_rows, height, width, stride_h, stride_w, top, left,
+                    plane_width)
         for cb in range(channel_blocks):
             last = cb == channel_blocks - 1
             for block in range(column_part * task_blocks, min(blocks, (column_part + 1) * task_blocks)):
-                columns = min(width, out_per_super - block * width)
-                b_offset = ((s * blocks + block) * channel_blocks + cb) * depth * width
-                for t in range(pixel_part * task_tiles, min(tiles, (pixel_part + 1) * task_tiles)):
-                    q0 = t * rows
-                    oh0 = q0 // plane_width
-                    ow0 = q0 - oh0 * plane_width
-                    row_count = min(rows, virtual - q0)
-                    c_offset = ((n * out_height + oh0) * out_width) * out_channels + s * out_per_super + block * width
-                    a_offset = ((n * supers + s) * channel_blocks + cb) * block_size + q0 * step
+                columns = min(width_columns, out_per_super - block * width_columns)
+                b_offset = ((s * blocks + block) * channel_blocks + cb) * depth * width_columns
+                column = s * out_per_super + block * width_columns
+                for q0 in range(0, virtual, rows):
+                    oh = q0 // plane_width
+                    c_offset = ((n * out_height + oh0 + oh) * out_width) * out_channels + column
+                    a_offset = base + cb * block_size + q0 * step
                     if narrow:
-                        conv_tile(xp, a_offset, step, taps, packed, b_offset, width, out, c_offset, out_channels,
-                                  step, row_count, columns, ow0, plane_width, out_width, cb > 0, last, bias,
-                                  s * out_per_super + block * width, act, NARROW_ROWS, 1)
+                        conv_tile(buffers, a_offset, step, taps, packed, b_offset, width_columns, out, c_offset,
+                                  out_channels, step, min(rows, virtual - q0), columns, q0 - oh * plane_width,
+                                  plane_width, out_width, cb > 0, last, bias, column, act, NARROW_ROWS, 1)
                     else:
-                        conv_tile(xp, a_offset, step, taps, packed, b_offset, width, out, c_offset, out_channels,
-                                  step, row_count, columns, ow0, plane_width, out_width, cb > 0, last, bias,
-                                  s * out_per_super + block * width, act, WIDE_ROWS, 2)
+                        conv_tile(buffers, a_offset, step, taps, packed, b_offset, width_columns, out, c_offset,
+                                  out_channels, step, min(rows, virtual - q0), columns, q0 - oh * plane_width,
+                                  plane_width, out_width, cb > 0, last, bias, column, act, WIDE_ROWS, 2)
 
 
 conv_kernel = Twins(_conv, fastmath=FASTMATH)
 
 
-def _thin_conv(xp, run_offsets, run_lengths, packed, bias, out, batch, supers, out_channels, block_size, plane_width,
-               out_height, out_width, tiles, task_tiles, act, width):
+def _thin_conv(x, sn, s_row, s_column, s_channel, buffers, run_offsets, run_lengths, packed, bias, out, batch, supers,
+               out_channels, height, width, stride_h, stride_w, top, left, valid_rows, plane_width, out_height,
+               out_width, band, local_rows, act, group):
     """`_conv` for thin groups (`thin`): each super group one vector of whole groups, `simd.thin_tile`."""
     lanes = VECTOR_BYTES // out.itemsize
-    virtual = (out_height - 1) * plane_width + out_width
-    taps = packed.size // (supers * width * lanes)
-    parts = (tiles + task_tiles - 1) // task_tiles
-    rows = THIN_ROWS_8 if width == 8 else THIN_ROWS
-    for task in prange(batch * supers * parts):
-        part = task % parts
-        s = (task // parts) % supers
-        n = task // (parts * supers)
-        for t in range(part * task_tiles, min(tiles, (part + 1) * task_tiles)):
-            q0 = t * rows
-            oh0 = q0 // plane_width
-            ow0 = q0 - oh0 * plane_width
-            row_count = min(rows, virtual - q0)
-            c_base = ((n * out_height + oh0) * out_width) * out_channels + s * lanes
-            a_offset = (n * supers + s) * block_size + q0 * lanes
-            w_offset = s * taps * width * lanes
-            if width == 2:
-                thin_tile(xp, a_offset, lanes, run_offsets, run_lengths, packed, w_offset, out, c_base, out_channels,
-                          row_count, ow0, plane_width, out_width, bias, s * lanes, act, THIN_ROWS, 2)
-            elif width == 4:
-                thin_tile(xp, a_offset, lanes, run_offsets, run_lengths, packed, w_offset, out, c_base, out_channels,
-                          row_count, ow0, plane_width, out_width, bias, s * lanes, act, THIN_ROWS, 4)
+    rows = THIN_ROWS_8 if group == 8 else THIN_ROWS
+    taps = packed.size // (supers * group * lanes)
+    band_count = (out_height + band - 1) // band
+    block_size = stride_h * stride_w * local_rows * plane_width * lanes
+    for task in prange(batch * supers * band_count):
+        s = task % supers  # super groups fastest: consecutive tasks read the same input rows
+        b = (task // supers) % band_count
+        n = task // (supers * band_count)
+        oh0 = b * band
+        virtual = (min(band, out_height - oh0) - 1) * plane_width + out_width
+        base = get_thread_id() * block_size
+        _band_input(x, sn, s_row, s_column, s_channel, buffers, base, n, s * lanes, lanes, lanes, 1, oh0, local_rows,
+                    valid_rows, height, width, stride_h, stride_w, top, left, plane_width)
+        w_offset = s * taps * group * lanes
+        for q0 in range(0, virtual, rows):
+            oh = q0 // plane_width
+            c_offset = ((n * out_height + oh0 + oh) * out_width) * out_channels + s * lanes
+            if group == 2:
+                thin_tile(buffers, base + q0 * lanes, lanes, run_offsets, run_lengths, packed, w_offset, out, c_offset,
+                          out_channels, min(rows, virtual - q0), q0 - oh * plane_width, plane_width, out_width, bias,
+                          s * lanes, act, THIN_ROWS, 2)
+            elif group == 4:
+                thin_tile(buffers, base + q0 * lanes, lanes, run_offsets, run_lengths, packed, w_offset, out, c_offset,
+                          out_channels, min(rows, virtual - q0), q0 - oh * plane_width, plane_width, out_width, bias,
+                          s * lanes, act, THIN_ROWS, 4)
             else:
-                thin_tile(xp, a_offset, lanes, run_offsets, run_lengths, packed, w_offset, out, c_base, out_channels,
-                          row_count, ow0, plane_width, out_width, bias, s * lanes, act, THIN_ROWS_8, 8)
+                thin_tile(buffers, base + q0 * lanes, lanes, run_offsets, run_lengths, packed, w_offset, out, c_offset,
+                          out_channels, min(rows, virtual - q0), q0 - oh * plane_width, plane_width, out_width, bias,
+                          s * lanes, act, THIN_ROWS_8, 8)
 
 
 thin_kernel = Twins(_thin_conv, fastmath=FASTMATH)
@@ -378,21 +402,6 @@ def _source(spec, x, layout):
     return x.reshape(-1), strides, h, w, top, left
 
 
-def prepare(spec, x, layout: str) -> np.ndarray:
-    """The prepared input (`_prepare`) of x in ``layout``, flat."""
-    plane_rows, valid_rows, plane_width = geometry(spec)
-    flat, strides, height, width, top, left = _source(spec, x, layout)
-    m = super_group(spec)
-    step = channel_block(spec)
-    per_super = m * spec.in_channels_per_group
-    size = spec.batch * (spec.groups // m) * -(-per_super // step) * step * spec.stride[0] * spec.stride[1] * \
-        plane_rows * plane_width
-    xp = scratch("prepared_input", size, spec.dtype)
-    prepare_kernel(size, flat, *strides, xp, spec.batch, height, width, *spec.stride, top, left, plane_rows,
-                   valid_rows, plane_width, spec.groups // m, per_super, step)
-    return xp
-
-
 def run_nhwc(spec, x, weight, bias, out):
     _run(spec, x, weight, bias, out, "NHWC")
 
@@ -410,66 +419,55 @@ def run(spec, x, weight, bias, out):
         out[...] = result.transpose(0, 3, 1, 2)
 
 
-def task_split(spec, items: int, tiles: int, blocks: int) -> tuple[int, int]:
-    """``(task_tiles, task_blocks)``: a task's pixel tiles (at most TASK_TILES) and column blocks, cut further
-    (column blocks first: a task then reads fewer weights, its pixels' input again for each block) until there
-    are 4 tasks per thread where the problem has that many.  ``items``: images x super groups."""
-    target = 4 * numba.get_num_threads()
-    pixel_parts, column_parts = -(-tiles // TASK_TILES), 1
-    while items * pixel_parts * column_parts < target and column_parts < blocks:
-        column_parts += 1
-    while items * pixel_parts * column_parts < target and pixel_parts < tiles:
-        pixel_parts += 1
-    return -(-tiles // pixel_parts), -(-blocks // column_parts)
-
-
 def _run(spec, x, weight, bias, out, layout):
     if spec.in_channels_per_group == 0 or spec.kernel_height * spec.kernel_width == 0:  # an empty reduction
         out[...] = 0
         bias_activation_last_inplace(out.reshape(-1, spec.out_channels), bias, spec.activation_code)
         return
-    rows, vectors = tile_shape(spec)
+    _, vectors = tile_shape(spec)
     m = super_group(spec)
-    plane_rows, _, plane_width = geometry(spec)
-    step = channel_block(spec)
-    xp = prepare(spec, x, layout)
-    virtual = (spec.out_height - 1) * plane_width + spec.out_width
     supers = spec.groups // m
-    block_size = spec.stride[0] * spec.stride[1] * plane_rows * plane_width * step
+    step = channel_block(spec)
+    channel_blocks = -(-m * spec.in_channels_per_group // step)
+    blocks = 1 if thin(spec) else -(-m * spec.out_channels_per_group // (vectors * lanes(spec.dtype)))
+    band, local_rows, column_parts = bands(spec, spec.batch * supers, blocks)
+    hq, plane_width, _, _ = geometry(spec)
+    flat, strides, height, width, top, left = _source(spec, x, layout)
+    buffers = scratch("band_inputs", numba.config.NUMBA_NUM_THREADS * channel_blocks * step * spec.stride[0]
+                      * spec.stride[1] * local_rows * plane_width, spec.dtype)
+    geometry_arguments = (height, width, *spec.stride, top, left, hq, plane_width, spec.out_height, spec.out_width,
+                          band, local_rows)
     if thin(spec):
-        tiles = -(-virtual // (THIN_ROWS_8 if spec.out_channels_per_group == 8 else THIN_ROWS))
-        task_tiles, _ = task_split(spec, spec.batch * supers, tiles, 1)
-        starts, lengths, order = tap_runs(spec, plane_rows, plane_width)
+        starts, lengths, order = tap_runs(spec, local_rows, plane_width)
         packed = packcache.packed(weight, ("thin", tuple(order)), lambda: pack_thin(weight, spec, order))
         if packed is None:
             packed = pack_thin(weight, spec, order)
-        thin_kernel(out.size * spec.reduction_length, xp, starts, lengths, packed, bias,
-                    out.reshape(-1), spec.batch, supers, spec.out_channels, block_size, plane_width, spec.out_height,
-                    spec.out_width, tiles, task_tiles, spec.activation_code, spec.out_channels_per_group)
+        thin_kernel(out.size * spec.reduction_length, flat, *strides, buffers, starts, lengths, packed, bias,
+                    out.reshape(-1), spec.batch, supers, spec.out_channels, *geometry_arguments, spec.activation_code,
+                    spec.out_channels_per_group)
         return
-    tiles = -(-virtual // rows)
-    blocks = -(-m * spec.out_channels_per_group // (vectors * lanes(spec.dtype)))
-    task_tiles, task_blocks = task_split(spec, spec.batch * supers, tiles, blocks)
     packed = packcache.packed(weight, ("block_diagonal", spec.groups, step, vectors), lambda: pack_weights(weight, spec))
     if packed is None:
         packed = pack_weights(weight, spec)
-    conv_kernel(out.size * spec.reduction_length, xp, tap_offsets(spec, plane_rows, plane_width), packed, bias, out.reshape(-1), spec.batch, supers, spec.out_channels,
-                m * spec.out_channels_per_group, step, -(-m * spec.in_channels_per_group // step), block_size,
-                plane_width, spec.out_height, spec.out_width, tiles, task_tiles, task_blocks, spec.activation_code,
-                vectors == 1)
+    conv_kernel(out.size * spec.reduction_length, flat, *strides, buffers, tap_offsets(spec, local_rows, plane_width),
+                packed, bias, out.reshape(-1), spec.batch, supers, m * spec.in_channels_per_group, spec.out_channels,
+                m * spec.out_channels_per_group, step, channel_blocks, *geometry_arguments[:-2], band, local_rows,
+                column_parts, spec.activation_code, vectors == 1)
 
 
 def workspace(spec) -> int:
-    """Bytes of temporaries: the prepared input, the packed weights, and for NCHW data the channels-last result."""
-    plane_rows, _, plane_width = geometry(spec)
+    """Bytes of temporaries: each thread's band of prepared input, the packed weights, for NCHW data the
+    channels-last result, and for a padding mode other than zeros the padded input."""
     m = super_group(spec)
     step = channel_block(spec)
-    prepared = spec.batch * (spec.groups // m) * -(-m * spec.in_channels_per_group // step) * step * \
-        spec.stride[0] * spec.stride[1] * plane_rows * plane_width
-    rows, vectors = tile_shape(spec)
+    _, vectors = tile_shape(spec)
     width = vectors * lanes(spec.dtype)
-    packed = (spec.groups // m) * -(-m * spec.out_channels_per_group // width) * width * \
-        spec.kernel_height * spec.kernel_width * -(-m * spec.in_channels_per_group // step) * step
+    blocks = -(-m * spec.out_channels_per_group // width)
+    band, local_rows, _ = bands(spec, spec.batch * (spec.groups // m), blocks)
+    _, plane_width, _, _ = geometry(spec)
+    channels = -(-m * spec.in_channels_per_group // step) * step
+    prepared = numba.config.NUMBA_NUM_THREADS * channels * spec.stride[0] * spec.stride[1] * local_rows * plane_width
+    packed = (spec.groups // m) * blocks * width * spec.kernel_height * spec.kernel_width * channels
     result = spec.batch * spec.out_channels * spec.out_height * spec.out_width
     padded = spec.padded_elements if spec.has_padding and spec.padding_mode != "zeros" else 0
     return (prepared + packed + result + padded) * spec.dtype.itemsize
