@@ -362,12 +362,15 @@ def tap_runs(spec, plane_rows: int, plane_width: int) -> tuple[np.ndarray, np.nd
 
 
 def pack_thin(weight: np.ndarray, spec, order: list[int]) -> np.ndarray:
-    """(C_out, w, kH, kW) -> flat (S, taps in ``order``, w, L): super group s's weights, input i of each lane's
-    group for output lane l (a vector of L lanes per tap and input)."""
+    """(C_out, w, kH, kW) -> flat (S, taps in ``order``, w, L): super group s's weights for `simd.thin_tile`,
+    rotation i of output lane l holding the weight of its group's input (l % w + i) % w."""
     width = lanes(spec.dtype)
     per_group = spec.in_channels_per_group
-    source = weight.reshape(spec.out_channels // width, width, per_group, -1)[:, :, :, order]
-    return np.ascontiguousarray(source.transpose(0, 3, 2, 1)).reshape(-1)
+    source = weight.reshape(spec.out_channels // width, width, per_group, -1)[:, :, :, order]  # [s, l, ci, t]
+    lane = np.arange(width)
+    inputs = (lane[:, None] % per_group + np.arange(per_group)[None, :]) % per_group  # [l, rotation]
+    rotated = source[:, lane[:, None], inputs, :]  # [s, l, rotation, t]
+    return np.ascontiguousarray(rotated.transpose(0, 3, 2, 1)).reshape(-1)
 
 
 def tap_offsets(spec, plane_rows: int, plane_width: int) -> np.ndarray:

@@ -190,13 +190,14 @@ def thin_tile(typingctx, a, a_offset, a_row, run_offsets, run_lengths, w, w_offs
     groups, and for r < rows, lane l (output channel l of the tile, in group l // width)
 
         c[...row r..., l] = activate(bias[bias_offset + l] + sum over taps t, i < width of
-                                     a[a_offset + tap_t + r*a_row + (l // width)*width + i] * w[w_offset + (t*width + i)*L + l])
+                                     a[a_offset + tap_t + r*a_row + g + (l - g + i) % width] * w[w_offset + (t*width + i)*L + l])
 
-    -- no multiply by a zero, no lane idle: the input vector of a pixel (its L channels) is shuffled so each
-    group's lanes see its i-th input channel, and multiplied by the weights of input i for every output lane.
+    with g = (l // width)*width the first lane of l's group -- no multiply by a zero, no lane idle: the input
+    vector of a pixel (its L channels) is rotated within each group by i (i = 0: as loaded), so each lane sees
+    its group's input (l - g + i) mod width, and multiplied by the weights packed to match.
     The taps come in runs of 1 to 3 (``run_lengths``) that read consecutive pixels (``run_offsets``: the
     first's place in a; tap j of a run reads one pixel, a_row elements, further): within a run each loaded and
-    shuffled pixel feeds every tap that reads it, so a 3-tap run costs (rows + 2) x width shuffles for
+    shuffled pixel feeds every tap that reads it, so a 3-tap run costs (rows + 2) x (width - 1) shuffles for
     3 x rows x width multiply-adds.  Rows are virtual pixels stored as in `conv_tile`; all rows read A."""
     if not (isinstance(rows, types.IntegerLiteral) and isinstance(width, types.IntegerLiteral)):
         return None
@@ -217,8 +218,10 @@ def thin_tile(typingctx, a, a_offset, a_row, run_offsets, run_lengths, w, w_offs
                                              f"llvm.fma.v{lanes}{_suffix(vector)}")
         zero = ir.Constant(vector, None)
         acc = [[cgutils.alloca_once_value(builder, zero)] for _ in range(n_rows)]
-        selectors = [ir.Constant(ir.VectorType(i32, lanes), [(l // group) * group + i for l in range(lanes)])
-                     for i in range(group)]
+        # rotation i of each group's lanes: lane l takes its group's input (l + i) mod width (rotation 0 is the
+        # pixel itself: width - 1 shuffles per pixel, the weights packed to match)
+        selectors = [ir.Constant(ir.VectorType(i32, lanes), [(l // group) * group + (l % group + i) % group
+                                                             for l in range(lanes)]) for i in range(group)]
         tap = cgutils.alloca_once_value(builder, ir.Constant(i64, 0))  # the first tap of the run, in w
 
         def load(index):
@@ -243,7 +246,8 @@ def thin_tile(typingctx, a, a_offset, a_row, run_offsets, run_lengths, w, w_offs
                 for u in range(n_rows + run - 1):  # pixel u of the run feeds rows u - j for its taps j
                     pixel = load(builder.add(base, builder.mul(ir.Constant(i64, u), a_row)))
                     for i in range(group):
-                        spread = builder.shuffle_vector(pixel, ir.Constant(vector, ir.Undefined), selectors[i])
+                        spread = pixel if i == 0 else builder.shuffle_vector(pixel, ir.Constant(vector, ir.Undefined),
+                                                                             selectors[i])
                         for j in range(run):
                             r = u - j
                             if 0 <= r < n_rows:
