@@ -1,4 +1,4 @@
-"""Grouped and dense convolution as an implicit GEMM on channels-last data, on numbaconv's register tile.
+"""Grouped and dense convolution as an implicit GEMM on channels-last data, on numbaconv's register tiles.
 
 Per super group s (m consecutive groups, see `super_group`), the convolution is the product
 
@@ -8,24 +8,27 @@ with the pixels as the GEMM's rows (each input value broadcast to a vector), the
 columns (vectors of 16 float32), and the reduction running over the filter taps and the super group's input
 channels -- no im2col matrix is built: `simd.conv_tile` reads X through a table of tap offsets.
 
-Prepared input (`prepare`): the input padded and split by the stride into s_h x s_w phase planes (a
-space-to-depth: plane (ph, pw) holds padded rows ph, ph + s_h, ... and columns pw, pw + s_w, ...), channels
-last.  Tap (kh, kw) of output pixel (oh, ow) is then pixel (oh + kh*d_h // s_h, ow + kw*d_w // s_w) of plane
-((kh*d_h) % s_h, (kw*d_w) % s_w): every stride becomes a stride-1 walk, and with output pixels numbered as
-"virtual pixels" q = oh * Wq + ow (Wq the planes' width) every tap reads the input at q*C plus a fixed offset.
-A register tile is a run of consecutive q, across output rows; the columns ow >= W_out of a row (the
-(kW - 1)*d_w // s_w pixels the taps overhang) are computed and not stored.  Zero slack rows under each plane
-keep a run's reads in bounds.  An NCHW input is transposed into this layout by the same copy, and its result
-transposed back.  An unpadded stride-1 1x1 convolution on a C-contiguous NHWC input reads the input itself.
+Band input (`_band_input`): each task first copies the input rows that its band of output rows reads into
+its thread's buffer (at most BAND_BYTES where one output row allows, so it stays in L2), padded and split by
+the stride into s_h x s_w phase planes (a space-to-depth: plane (ph, pw) holds padded rows ph, ph + s_h, ...
+and columns pw, pw + s_w, ...), the super group's channels in blocks of `channel_block`.  Tap (kh, kw) of
+output pixel (oh, ow) is then pixel (oh + kh*d_h // s_h, ow + kw*d_w // s_w) of plane ((kh*d_h) % s_h,
+(kw*d_w) % s_w): every stride becomes a stride-1 walk, and with output pixels numbered as "virtual pixels"
+q = oh * Wq + ow (Wq the planes' width) every tap reads the buffer at q*step plus a fixed offset.  A register
+tile is a run of consecutive q, across output rows; the columns ow >= W_out of a row (the pixels the taps
+overhang) are computed and not stored.  Zero slack rows after the band keep a run's reads in bounds.  NCHW
+input is transposed by the same copy (16x16 squares in registers), and the channels-last result transposed
+back (`channels_first`).
 
-Thin groups (fewer output channels than a vector's lanes, e.g. ResNeXt's 4 per group): m = lanes / C_out_per_group
-groups make one super group whose weights are block-diagonal (zero between groups), so a tile's vectors are
-full; the multiply-adds by those zeros are the price (m x the group's work, as many as a vector with only
-C_out_per_group lanes used would cost, in a K m x longer and so better amortized).
+Thin groups (`thin`: 2, 4 or 8 input and output channels per group, e.g. ResNeXt's 4 and 8): a vector holds
+whole groups, and `simd.thin_tile` rotates each loaded pixel's channels within every group, so each lane
+multiplies its own group's inputs: no zero weights.  Other groups narrower than a vector: m groups per super
+group with block-diagonal weights (zero between groups), the zeros costing m x the work; the dispatcher
+sends only m <= 2 here.
 
-Threads: tasks of (image, super group, run of register tiles); a task computes all the super group's output
-channels for its pixels (the A rows stay in L1 across the column blocks, the super group's packed weights in
-L2).  The reduction is blocked over input channels (`channel_block`), partial sums added into the output.
+Threads: tasks of (image, band, super group, share of the column blocks), super groups varying fastest so
+consecutive tasks read the same input rows from cache; per channel block and column block, the weight panel
+stays in L2 while the band's tiles pass over it, the channel blocks' partial sums added into the output.
 """
 
 from __future__ import annotations
@@ -175,7 +178,7 @@ def bands(spec, items: int, blocks: int) -> tuple[int, int, int]:
 
 @njit(cache=True)
 def _band_input(x, sn, s_row, s_column, s_channel, buffer, base, n, c_first, per_super, step, channel_blocks, i0,
-                local_rows, valid_rows, height, width, stride_h, stride_w, top, left, plane_width):
+                local_rows, read_rows, valid_rows, height, width, stride_h, stride_w, top, left, plane_width):
     """One task's prepared input: buffer[base + ((b*planes + ph*s_w + pw)*local_rows + r)*Wq*step + j*step + c]
     = x[n, (i0 + r)*s_h + ph - top, j*s_w + pw - left, c_first + b*step + c] for channel block b of ``step``
     channels (x flat, element strides sn, s_row, s_column, s_channel), zero outside x, past the super group's
@@ -195,7 +198,7 @@ def _band_input(x, sn, s_row, s_column, s_channel, buffer, base, n, c_first, per
             for r in range(local_rows):
                 ih = (i0 + r) * stride_h + ph - top
                 target = base + ((b * planes + plane) * local_rows + r) * row_size
-                if i0 + r >= valid_rows or ih < 0 or ih >= height:
+                if r >= read_rows or i0 + r >= valid_rows or ih < 0 or ih >= height:
                     for e in range(row_size):
                         buffer[_U(target + e)] = 0
                     continue
@@ -230,7 +233,7 @@ def _band_input(x, sn, s_row, s_column, s_channel, buffer, base, n, c_first, per
 
 def _conv(x, sn, s_row, s_column, s_channel, buffers, taps, packed, bias, out, batch, supers, in_per_super,
           out_channels, out_per_super, step, channel_blocks, height, width, stride_h, stride_w, top, left, valid_rows,
-          plane_width, out_height, out_width, band, local_rows, column_parts, act, narrow):
+          plane_width, out_height, out_width, band, local_rows, slack, column_parts, act, narrow):
     """out (flat N, H_out, W_out, C_out) = activate(conv + bias), super group by super group (module doc).
     A task: one band of output rows of one image's super group (and a share of its column blocks): it
     prepares the band's input in its thread's part of ``buffers`` (`_band_input`), then for each channel block
@@ -253,8 +256,8 @@ def _conv(x, sn, s_row, s_column, s_channel, buffers, taps, packed, bias, out, b
         virtual = (min(band, out_height - oh0) - 1) * plane_width + out_width  # the band's virtual pixels
         base = get_thread_id() * channel_blocks * block_size
         _band_input(x, sn, s_row, s_column, s_channel, buffers, base, n, s * in_per_super, in_per_super, step,
-                    channel_blocks, oh0, local_rows, valid_rows, height, width, stride_h, stride_w, top, left,
-                    plane_width)
+                    channel_blocks, oh0, local_rows, local_rows - slack, valid_rows, height, width, stride_h, stride_w,
+                    top, left, plane_width)
         for cb in range(channel_blocks):
             last = cb == channel_blocks - 1
             for block in range(column_part * task_blocks, min(blocks, (column_part + 1) * task_blocks)):
@@ -280,7 +283,7 @@ conv_kernel = Twins(_conv, fastmath=FASTMATH)
 
 def _thin_conv(x, sn, s_row, s_column, s_channel, buffers, run_offsets, run_lengths, packed, bias, out, batch, supers,
                out_channels, height, width, stride_h, stride_w, top, left, valid_rows, plane_width, out_height,
-               out_width, band, local_rows, act, group):
+               out_width, band, local_rows, slack, act, group):
     """`_conv` for thin groups (`thin`): each super group one vector of whole groups, `simd.thin_tile`."""
     lanes = VECTOR_BYTES // out.itemsize
     rows = THIN_ROWS_8 if group == 8 else THIN_ROWS
@@ -295,7 +298,7 @@ def _thin_conv(x, sn, s_row, s_column, s_channel, buffers, run_offsets, run_leng
         virtual = (min(band, out_height - oh0) - 1) * plane_width + out_width
         base = get_thread_id() * block_size
         _band_input(x, sn, s_row, s_column, s_channel, buffers, base, n, s * lanes, lanes, lanes, 1, oh0, local_rows,
-                    valid_rows, height, width, stride_h, stride_w, top, left, plane_width)
+                    local_rows - slack, valid_rows, height, width, stride_h, stride_w, top, left, plane_width)
         w_offset = s * taps * group * lanes
         for q0 in range(0, virtual, rows):
             oh = q0 // plane_width
@@ -389,13 +392,14 @@ def tap_offsets(spec, plane_rows: int, plane_width: int) -> np.ndarray:
 
 
 def _source(spec, x, layout):
-    """x ready for `prepare`: padded already where the padding mode is not zeros; flat, with its element
+    """x ready for `_band_input`: padded already where the padding mode is not zeros; flat, with its element
     strides (image, row, column, channel) and the zero padding still to apply (top, left)."""
     top, left = spec.padding[0], spec.padding[2]
     if spec.has_padding and spec.padding_mode != "zeros":
         x = pad_input_nhwc(x, spec) if layout == "NHWC" else pad_input(x, spec)
         top = left = 0
-    x = np.ascontiguousarray(x)
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
     if layout == "NHWC":
         n, h, w, c = x.shape
         strides = (h * w * c, w * c, c, 1)
@@ -422,40 +426,59 @@ def run(spec, x, weight, bias, out):
         out[...] = result.transpose(0, 3, 1, 2)
 
 
+class _Plan:
+    """Everything `_run` derives from the spec alone (computed once per spec: a validated spec is reused
+    across calls with the same arguments, and these few microseconds of Python matter on small layers)."""
+
+    def __init__(self, spec):
+        self.thin = thin(spec)
+        _, self.vectors = tile_shape(spec)
+        m = super_group(spec)
+        self.supers = spec.groups // m
+        self.in_per_super = m * spec.in_channels_per_group
+        self.out_per_super = m * spec.out_channels_per_group
+        self.step = channel_block(spec)
+        self.channel_blocks = -(-self.in_per_super // self.step)
+        blocks = 1 if self.thin else -(-self.out_per_super // (self.vectors * lanes(spec.dtype)))
+        self.band, self.local_rows, self.column_parts = bands(spec, spec.batch * self.supers, blocks)
+        self.valid_rows, self.plane_width, _, self.slack = geometry(spec)
+        self.buffer_size = (numba.config.NUMBA_NUM_THREADS * self.channel_blocks * self.step * spec.stride[0]
+                            * spec.stride[1] * self.local_rows * self.plane_width)
+        if self.thin:
+            self.starts, self.lengths, order = tap_runs(spec, self.local_rows, self.plane_width)
+            self.order = tuple(order)
+        else:
+            self.taps = tap_offsets(spec, self.local_rows, self.plane_width)
+        self.work = spec.batch * spec.out_channels * spec.out_height * spec.out_width * spec.reduction_length
+
+
 def _run(spec, x, weight, bias, out, layout):
     if spec.in_channels_per_group == 0 or spec.kernel_height * spec.kernel_width == 0:  # an empty reduction
         out[...] = 0
         bias_activation_last_inplace(out.reshape(-1, spec.out_channels), bias, spec.activation_code)
         return
-    _, vectors = tile_shape(spec)
-    m = super_group(spec)
-    supers = spec.groups // m
-    step = channel_block(spec)
-    channel_blocks = -(-m * spec.in_channels_per_group // step)
-    blocks = 1 if thin(spec) else -(-m * spec.out_channels_per_group // (vectors * lanes(spec.dtype)))
-    band, local_rows, column_parts = bands(spec, spec.batch * supers, blocks)
-    hq, plane_width, _, _ = geometry(spec)
+    plan = spec.__dict__.get("_implicit_plan")
+    if plan is None:
+        plan = spec.__dict__["_implicit_plan"] = _Plan(spec)
     flat, strides, height, width, top, left = _source(spec, x, layout)
-    buffers = scratch("band_inputs", numba.config.NUMBA_NUM_THREADS * channel_blocks * step * spec.stride[0]
-                      * spec.stride[1] * local_rows * plane_width, spec.dtype)
-    geometry_arguments = (height, width, *spec.stride, top, left, hq, plane_width, spec.out_height, spec.out_width,
-                          band, local_rows)
-    if thin(spec):
-        starts, lengths, order = tap_runs(spec, local_rows, plane_width)
-        packed = packcache.packed(weight, ("thin", tuple(order)), lambda: pack_thin(weight, spec, order))
+    buffers = scratch("band_inputs", plan.buffer_size, spec.dtype)
+    geometry_arguments = (height, width, *spec.stride, top, left, plan.valid_rows, plan.plane_width, spec.out_height,
+                          spec.out_width, plan.band, plan.local_rows, plan.slack)
+    if plan.thin:
+        packed = packcache.packed(weight, ("thin", plan.order), lambda: pack_thin(weight, spec, list(plan.order)))
         if packed is None:
-            packed = pack_thin(weight, spec, order)
-        thin_kernel(out.size * spec.reduction_length, flat, *strides, buffers, starts, lengths, packed, bias,
-                    out.reshape(-1), spec.batch, supers, spec.out_channels, *geometry_arguments, spec.activation_code,
+            packed = pack_thin(weight, spec, list(plan.order))
+        thin_kernel(plan.work, flat, *strides, buffers, plan.starts, plan.lengths, packed, bias, out.reshape(-1),
+                    spec.batch, plan.supers, spec.out_channels, *geometry_arguments, spec.activation_code,
                     spec.out_channels_per_group)
         return
-    packed = packcache.packed(weight, ("block_diagonal", spec.groups, step, vectors), lambda: pack_weights(weight, spec))
+    packed = packcache.packed(weight, ("block_diagonal", spec.groups, plan.step, plan.vectors),
+                              lambda: pack_weights(weight, spec))
     if packed is None:
         packed = pack_weights(weight, spec)
-    conv_kernel(out.size * spec.reduction_length, flat, *strides, buffers, tap_offsets(spec, local_rows, plane_width),
-                packed, bias, out.reshape(-1), spec.batch, supers, m * spec.in_channels_per_group, spec.out_channels,
-                m * spec.out_channels_per_group, step, channel_blocks, *geometry_arguments[:-2], band, local_rows,
-                column_parts, spec.activation_code, vectors == 1)
+    conv_kernel(plan.work, flat, *strides, buffers, plan.taps, packed, bias, out.reshape(-1), spec.batch, plan.supers,
+                plan.in_per_super, spec.out_channels, plan.out_per_super, plan.step, plan.channel_blocks,
+                *geometry_arguments, plan.column_parts, spec.activation_code, plan.vectors == 1)
 
 
 def workspace(spec) -> int:
