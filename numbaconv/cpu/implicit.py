@@ -161,19 +161,28 @@ def geometry(spec) -> tuple[int, int, int, int]:
 def bands(spec, items: int, blocks: int) -> tuple[int, int, int]:
     """``(band, local_rows, column_parts)``: output rows per task, the plane rows its prepared input holds
     (band + halo + slack), and how many tasks share a band's column blocks.  A band's input stays within
-    BAND_BYTES where one output row allows (in L2 beside the weights); bands are halved, then the column blocks
-    split, until there are 4 tasks per thread where the problem has that many (``items``: images x super
-    groups)."""
+    BAND_BYTES where one output row allows (in L2 beside the weights).  Among the bands that fit, the one
+    whose tasks (``items``: images x super groups, times the bands) finish soonest on the threads: rounds of
+    tasks x (band + halo + 1) rows, the halo copied again and the last tile of a band partly idle.  Where the
+    weights outweigh an image's input, the whole image is one band (each weight panel is then read once per
+    image); where there are fewer than two tasks per thread, the column blocks are split among tasks too."""
     _, wq, halo, slack = geometry(spec)
     channels = -(-super_group(spec) * spec.in_channels_per_group // channel_block(spec)) * channel_block(spec)
     row_bytes = spec.stride[0] * spec.stride[1] * wq * channels * spec.dtype.itemsize
-    band = max(1, min(spec.out_height, BAND_BYTES // max(row_bytes, 1) - halo - slack))
-    target = 4 * numba.get_num_threads()
-    while items * -(-spec.out_height // band) < target and band > 1:
-        band = -(-band // 2)
-    tasks = max(1, items * -(-spec.out_height // band))
-    column_parts = max(1, min(blocks, -(-target // tasks)))
-    return band, band + halo + slack, column_parts
+    largest = max(1, min(spec.out_height, BAND_BYTES // max(row_bytes, 1) - halo - slack))
+    columns = blocks * tile_shape(spec)[1] * lanes(spec.dtype)
+    if spec.kernel_height * spec.kernel_width * channels * columns > (spec.out_height + halo) * row_bytes:
+        largest = spec.out_height  # weights outweigh the image's input: each panel read once per image
+    threads = numba.get_num_threads()
+    best, best_cost = largest, None
+    for band in range(largest, 0, -1):
+        rounds = -(-items * -(-spec.out_height // band) // threads)
+        cost = rounds * (band + halo + 1)
+        if best_cost is None or cost < best_cost:
+            best, best_cost = band, cost
+    tasks = max(1, items * -(-spec.out_height // best))
+    column_parts = max(1, min(blocks, -(-2 * threads // tasks))) if tasks < 2 * threads else 1
+    return best, best + halo + slack, column_parts
 
 
 @njit(cache=True)
@@ -212,11 +221,15 @@ def _band_input(x, sn, s_row, s_column, s_channel, buffer, base, n, c_first, per
                         for c in range(kc, step):
                             buffer[_U(target + j * step + c)] = 0
                 if s_channel == 1:  # each pixel's channels: a contiguous run
-                    for j in range(first, end):
-                        src = source + (j * stride_w + pw - left) * s_column
-                        dst = target + j * step
-                        for c in range(kc):
-                            buffer[_U(dst + c)] = x[_U(src + c)]
+                    src = source + (first * stride_w + pw - left) * s_column
+                    dst = target + first * step
+                    if kc == step and s_column == step and stride_w == 1:  # the block is the whole pixel: one run
+                        for e in range((end - first) * step):
+                            buffer[_U(dst + e)] = x[_U(src + e)]
+                    else:
+                        for j in range(end - first):
+                            for c in range(kc):
+                                buffer[_U(dst + j * step + c)] = x[_U(src + j * stride_w * s_column + c)]
                     continue
                 if s_column == 1 and stride_w == 1:
                     for j in range(first, end, lanes):
