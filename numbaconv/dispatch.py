@@ -23,7 +23,8 @@ from .cpu import depthwise as cpu_depthwise
 from .cpu import grouped as cpu_grouped
 from .cpu import implicit as cpu_implicit
 from .cpu import pointwise as cpu_pointwise
-from .config import BLAS_MIN_OUT_PER_GROUP, LATENCY_BLAS_MAX_PRODUCT, WORKSPACE_BYTES_PER_THREAD
+from .config import (BLAS_MIN_OUT_PER_GROUP, GEMM_MAX_WEIGHTS_PER_OUTPUT, LATENCY_BLAS_MAX_PRODUCT,
+                     WORKSPACE_BYTES_PER_THREAD)
 from .spec import ConvSpec, problem_from_shapes
 
 
@@ -323,7 +324,7 @@ def select(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> tupl
             "each pixel's channels shuffled so every lane multiplies its own group's inputs (no zero weights): "
             "numbaconv's implicit GEMM tile, channels last")
     implicit_gemm = cpu_implicit.super_group(spec) <= 2  # at most half of a vector's lanes multiply zeros
-    if implicit_gemm and not channels_first_1x1 and weights <= outputs:
+    if implicit_gemm and not channels_first_1x1 and weights <= GEMM_MAX_WEIGHTS_PER_OUTPUT * outputs:
         return _REGISTRY["grouped_gemm"], (
             f"{shape}: numbaconv's implicit GEMM (AVX-512 register tile over pixels x output channels, taps read "
             "in place of an im2col matrix, bias and activation fused), channels last")
@@ -338,7 +339,8 @@ def select(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> tupl
     if spec.out_channels_per_group >= BLAS_MIN_OUT_PER_GROUP:
         why = ("NCHW data and a 1x1 kernel: BLAS reads the input in place (grouped_gemm would transpose it in and "
                "out)" if channels_first_1x1 else
-               f"{weights} weights against {outputs} outputs: packing the weights for grouped_gemm on every call "
+               f"{weights} weights against {outputs} outputs (over {GEMM_MAX_WEIGHTS_PER_OUTPUT}x): packing the "
+               "weights for grouped_gemm on every call "
                "would cost more than BLAS's im2col (a frozen weight's packing is kept: algorithm='grouped_gemm')")
         return _REGISTRY["grouped_blas"], f"{shape}: a GEMM per group with BLAS; {why}"
     return _REGISTRY["grouped"], (

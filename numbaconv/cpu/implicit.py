@@ -186,62 +186,69 @@ def bands(spec, items: int, blocks: int) -> tuple[int, int, int]:
 
 
 @njit(cache=True)
-def _band_input(x, sn, s_row, s_column, s_channel, buffer, base, n, c_first, per_super, step, channel_blocks, i0,
-                local_rows, read_rows, valid_rows, height, width, stride_h, stride_w, top, left, plane_width):
+def _band_input(x, sn, s_row, s_column, s_channel, buffer, base, temp, n, c_first, per_super, step, channel_blocks,
+                i0, local_rows, read_rows, valid_rows, height, width, stride_h, stride_w, top, left, plane_width):
     """One task's prepared input: buffer[base + ((b*planes + ph*s_w + pw)*local_rows + r)*Wq*step + j*step + c]
     = x[n, (i0 + r)*s_h + ph - top, j*s_w + pw - left, c_first + b*step + c] for channel block b of ``step``
     channels (x flat, element strides sn, s_row, s_column, s_channel), zero outside x, past the super group's
-    ``per_super`` channels and past the planes' ``valid_rows``.  Channels-last x: a contiguous run per pixel;
-    channels-first x with unit stride: 16x16 squares transposed in registers."""
-    planes = stride_h * stride_w
+    ``per_super`` channels, past the planes' ``valid_rows`` and in the rows from ``read_rows`` on (the slack,
+    read only by the tile rows past the band's end, whose results are not stored).  Channels-last x: a
+    contiguous run per pixel.  Channels-first x (unit column stride): 16x16 squares transposed in registers,
+    for a strided layer into buffer[temp:] (a row of width x step) first, whose pixels the phases then take."""
     lanes = VECTOR_BYTES // buffer.itemsize
     row_size = plane_width * step
+    channels_first = s_channel != 1
     for b in range(channel_blocks):
         c0 = c_first + b * step
         kc = min(step, per_super - b * step)
-        for plane in range(planes):
-            ph = plane // stride_w
-            pw = plane % stride_w
-            first = max(0, -((pw - left) // stride_w))  # the columns inside x: first <= j < end
-            end = max(first, min(plane_width, (width - 1 - pw + left) // stride_w + 1))
+        for ph in range(stride_h):
             for r in range(local_rows):
                 ih = (i0 + r) * stride_h + ph - top
-                target = base + ((b * planes + plane) * local_rows + r) * row_size
-                if r >= read_rows or i0 + r >= valid_rows or ih < 0 or ih >= height:
-                    for e in range(row_size):
-                        buffer[_U(target + e)] = 0
-                    continue
-                for e in range(first * step):
-                    buffer[_U(target + e)] = 0
-                for e in range(end * step, row_size):
-                    buffer[_U(target + e)] = 0
+                zero = r >= read_rows or i0 + r >= valid_rows or ih < 0 or ih >= height
                 source = n * sn + ih * s_row + c0 * s_channel
-                if kc < step:
-                    for j in range(first, end):
-                        for c in range(kc, step):
-                            buffer[_U(target + j * step + c)] = 0
-                if s_channel == 1:  # each pixel's channels: a contiguous run
-                    src = source + (first * stride_w + pw - left) * s_column
-                    dst = target + first * step
-                    if kc == step and s_column == step and stride_w == 1:  # the block is the whole pixel: one run
-                        for e in range((end - first) * step):
-                            buffer[_U(dst + e)] = x[_U(src + e)]
-                    else:
-                        for j in range(end - first):
-                            for c in range(kc):
-                                buffer[_U(dst + j * step + c)] = x[_U(src + j * stride_w * s_column + c)]
-                    continue
-                if s_column == 1 and stride_w == 1:
-                    for j in range(first, end, lanes):
+                if not zero and channels_first and stride_w > 1:  # the row transposed once for its phases
+                    for iw in range(0, width, lanes):
                         for c in range(0, kc, lanes):
-                            transpose_block(x, source + c * s_channel + j + pw - left, s_channel, min(lanes, kc - c),
-                                            min(lanes, end - j), buffer, target + j * step + c, step,
+                            transpose_block(x, source + c * s_channel + iw, s_channel, min(lanes, kc - c),
+                                            min(lanes, width - iw), buffer, temp + iw * step + c, step,
                                             min(lanes, kc - c))
-                else:
-                    for c in range(kc):
+                for pw in range(stride_w):
+                    target = base + ((b * stride_h + ph) * stride_w + pw) * local_rows * row_size + r * row_size
+                    if zero:
+                        for e in range(row_size):
+                            buffer[_U(target + e)] = 0
+                        continue
+                    first = max(0, -((pw - left) // stride_w))  # the columns inside x: first <= j < end
+                    end = max(first, min(plane_width, (width - 1 - pw + left) // stride_w + 1))
+                    for e in range(first * step):
+                        buffer[_U(target + e)] = 0
+                    for e in range(end * step, row_size):
+                        buffer[_U(target + e)] = 0
+                    if kc < step:
                         for j in range(first, end):
-                            buffer[_U(target + j * step + c)] = x[_U(source + c * s_channel
-                                                                    + (j * stride_w + pw - left) * s_column)]
+                            for c in range(kc, step):
+                                buffer[_U(target + j * step + c)] = 0
+                    if not channels_first:  # each pixel's channels: a contiguous run
+                        src = source + (first * stride_w + pw - left) * s_column
+                        dst = target + first * step
+                        if kc == step and s_column == step and stride_w == 1:  # the block is whole pixels: one run
+                            for e in range((end - first) * step):
+                                buffer[_U(dst + e)] = x[_U(src + e)]
+                        else:
+                            for j in range(end - first):
+                                for c in range(kc):
+                                    buffer[_U(dst + j * step + c)] = x[_U(src + j * stride_w * s_column + c)]
+                    elif stride_w == 1:
+                        for j in range(first, end, lanes):
+                            for c in range(0, kc, lanes):
+                                transpose_block(x, source + c * s_channel + j - left, s_channel, min(lanes, kc - c),
+                                                min(lanes, end - j), buffer, target + j * step + c, step,
+                                                min(lanes, kc - c))
+                    else:
+                        for j in range(first, end):
+                            src = temp + (j * stride_w + pw - left) * step
+                            for c in range(kc):
+                                buffer[_U(target + j * step + c)] = buffer[_U(src + c)]
 
 
 def _conv(x, sn, s_row, s_column, s_channel, buffers, taps, packed, bias, out, batch, supers, in_per_super,
@@ -267,10 +274,10 @@ def _conv(x, sn, s_row, s_column, s_channel, buffers, taps, packed, bias, out, b
         n = rest // (supers * band_count)
         oh0 = b * band
         virtual = (min(band, out_height - oh0) - 1) * plane_width + out_width  # the band's virtual pixels
-        base = get_thread_id() * channel_blocks * block_size
-        _band_input(x, sn, s_row, s_column, s_channel, buffers, base, n, s * in_per_super, in_per_super, step,
-                    channel_blocks, oh0, local_rows, local_rows - slack, valid_rows, height, width, stride_h, stride_w,
-                    top, left, plane_width)
+        base = get_thread_id() * (channel_blocks * block_size + width * step)
+        _band_input(x, sn, s_row, s_column, s_channel, buffers, base, base + channel_blocks * block_size, n,
+                    s * in_per_super, in_per_super, step, channel_blocks, oh0, local_rows, local_rows - slack,
+                    valid_rows, height, width, stride_h, stride_w, top, left, plane_width)
         for cb in range(channel_blocks):
             last = cb == channel_blocks - 1
             for block in range(column_part * task_blocks, min(blocks, (column_part + 1) * task_blocks)):
@@ -309,9 +316,10 @@ def _thin_conv(x, sn, s_row, s_column, s_channel, buffers, run_offsets, run_leng
         n = task // (supers * band_count)
         oh0 = b * band
         virtual = (min(band, out_height - oh0) - 1) * plane_width + out_width
-        base = get_thread_id() * block_size
-        _band_input(x, sn, s_row, s_column, s_channel, buffers, base, n, s * lanes, lanes, lanes, 1, oh0, local_rows,
-                    local_rows - slack, valid_rows, height, width, stride_h, stride_w, top, left, plane_width)
+        base = get_thread_id() * (block_size + width * lanes)
+        _band_input(x, sn, s_row, s_column, s_channel, buffers, base, base + block_size, n, s * lanes, lanes, lanes, 1,
+                    oh0, local_rows, local_rows - slack, valid_rows, height, width, stride_h, stride_w, top, left,
+                    plane_width)
         w_offset = s * taps * group * lanes
         for q0 in range(0, virtual, rows):
             oh = q0 // plane_width
@@ -455,8 +463,9 @@ class _Plan:
         blocks = 1 if self.thin else -(-self.out_per_super // (self.vectors * lanes(spec.dtype)))
         self.band, self.local_rows, self.column_parts = bands(spec, spec.batch * self.supers, blocks)
         self.valid_rows, self.plane_width, _, self.slack = geometry(spec)
-        self.buffer_size = (numba.config.NUMBA_NUM_THREADS * self.channel_blocks * self.step * spec.stride[0]
-                            * spec.stride[1] * self.local_rows * self.plane_width)
+        self.buffer_size = numba.config.NUMBA_NUM_THREADS * self.step * (
+            self.channel_blocks * spec.stride[0] * spec.stride[1] * self.local_rows * self.plane_width
+            + spec.in_width + spec.padding[2] + spec.padding[3])  # a band's planes, and a row for the phases
         if self.thin:
             self.starts, self.lengths, order = tap_runs(spec, self.local_rows, self.plane_width)
             self.order = tuple(order)
