@@ -22,7 +22,7 @@ import os
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -313,7 +313,8 @@ def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat:
     backward and CUDA benches).  ``gap_rounds`` > 0 also times numbaconv and the best peer after
     idle gaps (`numbaconv.timing`)."""
     spec = layer.spec(batch, dtype)
-    chosen, _ = dispatch.select(spec, device=device)
+    # the kernel the timed call runs: the dispatcher's choice for the data's layout
+    chosen, _ = dispatch.select(spec if layout == "NCHW" else replace(spec, layout=layout), device=device)
     kernel = chosen.name
     if backward:
         kernel = backward_kernel(spec) if device == "cpu" else "cuda_grad"

@@ -47,8 +47,9 @@ BLAS_MIN_OUT_PER_GROUP = 8
 # slower: grouped_blas serves only per-group products of at most this many multiply-adds there
 # (C_out/G x pixels x C_in/G*kH*kW; ResNeXt's g32 layers ~0.45 M, ResNet-50's stem 118 M).
 LATENCY_BLAS_MAX_PRODUCT = 1 << 22
-# grouped_gemm packs the weights on every call (a frozen weight's packing is kept): where a layer has more than
-# this many weights per output value, grouped_blas's im2col is cheaper by default.  Measured (ResNet-50, batch 1,
+# grouped_gemm packs the weights on every call (a frozen weight's packing is kept): where a dense layer has more
+# than this many weights per output value, grouped_blas's im2col is cheaper by default (a grouped layer is G small
+# products for BLAS, slower still: ResNeXt's 1024-channel g32 3x3 ran 0.16x the best peer on it).  Measured (ResNet-50, batch 1,
 # frozen): the 128-channel 3x3 stride 2 at 1.5x ran 1.18-1.29 ms against BLAS's 1.53-2.05; 512 channels at 7x7
 # (94x) packs 9.4 MiB per call, 1.0 ms.
 GEMM_MAX_WEIGHTS_PER_OUTPUT = 4

@@ -324,7 +324,10 @@ def select(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> tupl
             "each pixel's channels shuffled so every lane multiplies its own group's inputs (no zero weights): "
             "numbaconv's implicit GEMM tile, channels last")
     implicit_gemm = cpu_implicit.super_group(spec) <= 2  # at most half of a vector's lanes multiply zeros
-    if implicit_gemm and not channels_first_1x1 and weights <= GEMM_MAX_WEIGHTS_PER_OUTPUT * outputs:
+    # BLAS runs a dense layer as one large product, but grouped ones as G small ones: only a dense layer's
+    # per-call weight packing can cost more than BLAS
+    if implicit_gemm and not channels_first_1x1 and (weights <= GEMM_MAX_WEIGHTS_PER_OUTPUT * outputs
+                                                     or spec.groups > 1):
         return _REGISTRY["grouped_gemm"], (
             f"{shape}: numbaconv's implicit GEMM (AVX-512 register tile over pixels x output channels, taps read "
             "in place of an im2col matrix, bias and activation fused), channels last")

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+import numbaconv
 from numbaconv import bench, cli, cost, limits, plot, workloads
 
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None  # the 'plot' extra (in 'test' too)
@@ -84,6 +85,18 @@ def test_bench_prints_the_table(capsys):
     printed = capsys.readouterr().out
     assert "vs reference" in printed and "roofline" in printed and "geometric means per family" in printed
     assert "xception/conv1" in printed
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_bench_names_the_kernel_that_runs_in_its_layout(layout):
+    """A grouped 1x1 runs BLAS on NCHW data and grouped_gemm on NHWC data; the row names the one timed."""
+    layer = workloads.layer("shufflenet_v1_g3/s3_gconv1_x7")
+    row = bench.bench_layer(layer, repeat=1, reference_repeat=1, layout=layout)
+    spec = layer.spec()
+    expected = numbaconv.plan((1, layer.size, layer.size, layer.in_channels) if layout == "NHWC" else
+                              (1, layer.in_channels, layer.size, layer.size), spec.weight_shape, True,
+                              groups=layer.groups, layout=layout).kernel
+    assert row.kernel == expected == ("grouped_blas" if layout == "NCHW" else "grouped_gemm")
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -20,6 +20,7 @@ from numbaconv import workloads
     ((1, 3, 224, 224), (32, 3, 3, 3), 1, "grouped_gemm", "grouped"),  # dense stem
     ((1, 512, 7, 7), (512, 512, 3, 3), 1, "grouped_blas", "grouped"),  # weights outweigh the output
     ((1, 128, 56, 56), (128, 128, 3, 3), 1, "grouped_gemm", "grouped"),  # 1.5x as many weights: still packed
+    ((1, 1024, 7, 7), (1024, 32, 3, 3), 32, "grouped_gemm", "grouped"),  # grouped: BLAS would run 32 small GEMMs
     ((1, 8, 9, 9), (8, 1, 9, 9), 8, "grouped", "depthwise"),  # more taps than the depthwise kernel takes
     ((1, 1, 8, 8), (1, 1, 1, 1), 1, "pointwise_gemm", "pointwise"),  # 1x1 with groups = C_in = 1: pointwise first
 ])
