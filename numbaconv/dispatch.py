@@ -144,9 +144,10 @@ register(Algorithm("grouped_blas", "cpu", "grouped",
                    "then a Numba bias/activation pass; serves any convolution", _any, cpu_grouped.run_blas,
                    workspace=cpu_grouped.workspace_blas))
 register(Algorithm("grouped_gemm", "cpu", "grouped",
-                   "implicit GEMM on numbaconv's AVX-512 register tile, channels last: the stride folded into phase "
-                   "planes, taps read through offsets (no im2col), thin groups as block-diagonal super groups of a "
-                   "vector's width, bias and activation fused; NCHW data transposed in and out; serves any convolution",
+                   "implicit GEMM on numbaconv's AVX-512 register tiles, channels last: each task's band of input "
+                   "prepared in L2 (padding, stride phases), taps read through offsets (no im2col), thin groups (2/4/8 "
+                   "channels) a vector of whole groups with each pixel's channels rotated (no zero weights), bias and "
+                   "activation fused; NCHW data transposed in and out; serves any convolution",
                    _any, cpu_implicit.run, cpu_implicit.run_nhwc, workspace=cpu_implicit.workspace))
 register(Algorithm("reference", "cpu", "any", "the NumPy oracle (numbaconv.reference), for checking",
                    _any, _run_reference, workspace=_reference_workspace))

@@ -39,9 +39,9 @@ from numba import get_thread_id, njit, prange
 
 from ..arrays import pad_input, pad_input_nhwc, scratch
 from ..config import FASTMATH, GEMM_DEPTH
-from .simd import VECTOR_BYTES, conv_tile, thin_tile, transpose_block
 from . import packcache
 from .epilogue import bias_activation_last_inplace
+from .simd import VECTOR_BYTES, conv_tile, thin_tile, transpose_block
 from .twins import Twins
 
 _U = np.uint64
