@@ -287,14 +287,17 @@ def to_batched(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     return x if spec.batched else x[np.newaxis]
 
 
-def aligned_empty(shape, dtype, alignment: int = 64) -> np.ndarray:
-    """``np.empty(shape, dtype)`` starting on an ``alignment``-byte boundary (a cache line): the kernels' 64-byte
-    vector stores then each write one line, never two lines that another thread's stores share."""
-    dtype = np.dtype(dtype)
-    count = int(np.prod(shape, dtype=np.int64))
-    buffer = np.empty(count * dtype.itemsize + alignment, np.uint8)
-    start = -buffer.ctypes.data % alignment
-    return buffer[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
+def aligned_empty(shape, dtype) -> np.ndarray:
+    """``np.empty(shape, dtype)`` starting on a 64-byte boundary (a cache line): the kernels' 64-byte vector
+    stores then each write one line, never two lines that another thread's stores share."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    return _aligned_view(np.empty(nbytes + 64, np.uint8), nbytes, shape, dtype)
+
+
+def _aligned_view(buffer: np.ndarray, nbytes: int, shape, dtype) -> np.ndarray:
+    """The first 64-byte boundary of a byte ``buffer`` (at least ``nbytes`` + 64 long) on, as ``shape``."""
+    start = -buffer.ctypes.data % 64
+    return buffer[start:start + nbytes].view(dtype).reshape(shape)
 
 
 _SCRATCH = threading.local()
@@ -315,8 +318,7 @@ def scratch(slot: str, shape, dtype) -> np.ndarray:
     if buffer is None or buffer.size < nbytes + 64:
         buffer = np.empty(nbytes + 64, np.uint8)
         setattr(_SCRATCH, slot, buffer)
-    start = -buffer.ctypes.data % 64
-    return buffer[start:start + nbytes].view(dtype).reshape(shape)
+    return _aligned_view(buffer, nbytes, shape, dtype)
 
 
 def kernel_output(out: np.ndarray | None, spec: ConvSpec, layout: str = "NCHW") -> np.ndarray:

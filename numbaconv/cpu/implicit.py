@@ -132,16 +132,11 @@ def pack_weights(weight: np.ndarray, spec) -> np.ndarray:
     """(C_out, C_in/G, kH, kW) -> flat panels (S, column blocks, channel blocks, taps, step, width): super
     group s's block-diagonal weights, its m*C_in/G input channels in blocks of ``step`` (`channel_block`),
     width = the tile's columns; zero past the super group's output channels and input channels."""
-    m = super_group(spec)
-    _, vectors = tile_shape(spec)
-    width = vectors * lanes(spec.dtype)
-    blocks = -(-m * spec.out_channels_per_group // width)
-    step = channel_block(spec)
-    channel_blocks = -(-m * spec.in_channels_per_group // step)
-    taps = spec.kernel_height * spec.kernel_width
-    out = np.empty((spec.groups // m) * blocks * channel_blocks * taps * step * width, weight.dtype)
-    pack_kernel(out.size, np.ascontiguousarray(weight).reshape(-1), out, m, spec.out_channels_per_group,
-                spec.in_channels_per_group, taps, blocks, width, channel_blocks, step)
+    plan = _plan(spec)
+    out = np.empty(plan.packed_size, weight.dtype)
+    pack_kernel(out.size, np.ascontiguousarray(weight).reshape(-1), out, super_group(spec),
+                spec.out_channels_per_group, spec.in_channels_per_group, spec.kernel_height * spec.kernel_width,
+                plan.blocks, plan.width, plan.channel_blocks, plan.step)
     return out
 
 
@@ -158,16 +153,16 @@ def geometry(spec) -> tuple[int, int, int, int]:
     return hq, wq, halo, slack
 
 
-def bands(spec, items: int, blocks: int) -> tuple[int, int, int]:
+def bands(spec, items: int, blocks: int, channels: int) -> tuple[int, int, int]:
     """``(band, local_rows, column_parts)``: output rows per task, the plane rows its prepared input holds
     (band + halo + slack), and how many tasks share a band's column blocks.  A band's input stays within
     BAND_BYTES where one output row allows (in L2 beside the weights).  Among the bands that fit, the one
     whose tasks (``items``: images x super groups, times the bands) finish soonest on the threads: rounds of
     tasks x (band + halo + 1) rows, the halo copied again and the last tile of a band partly idle.  Where the
     weights outweigh an image's input, the whole image is one band (each weight panel is then read once per
-    image); where there are fewer than two tasks per thread, the column blocks are split among tasks too."""
+    image); where there are fewer than two tasks per thread, the column blocks are split among tasks too.
+    ``channels``: a super group's input channels in whole channel blocks."""
     _, wq, halo, slack = geometry(spec)
-    channels = -(-super_group(spec) * spec.in_channels_per_group // channel_block(spec)) * channel_block(spec)
     row_bytes = spec.stride[0] * spec.stride[1] * wq * channels * spec.dtype.itemsize
     largest = max(1, min(spec.out_height, BAND_BYTES // max(row_bytes, 1) - halo - slack))
     columns = blocks * tile_shape(spec)[1] * lanes(spec.dtype)
@@ -448,20 +443,26 @@ def run(spec, x, weight, bias, out):
 
 
 class _Plan:
-    """Everything `_run` derives from the spec alone (computed once per spec: a validated spec is reused
-    across calls with the same arguments, and these few microseconds of Python matter on small layers)."""
+    """Everything the kernels' calls derive from the spec alone (`_plan`: computed once per spec, since a
+    validated spec is reused across calls with the same arguments, and these few microseconds of Python matter
+    on small layers): the super groups, channel and column blocks, bands, buffer and packed sizes."""
 
     def __init__(self, spec):
         self.thin = thin(spec)
         _, self.vectors = tile_shape(spec)
+        self.width = self.vectors * lanes(spec.dtype)  # columns of a register tile
         m = super_group(spec)
         self.supers = spec.groups // m
         self.in_per_super = m * spec.in_channels_per_group
         self.out_per_super = m * spec.out_channels_per_group
         self.step = channel_block(spec)
         self.channel_blocks = -(-self.in_per_super // self.step)
-        blocks = 1 if self.thin else -(-self.out_per_super // (self.vectors * lanes(spec.dtype)))
-        self.band, self.local_rows, self.column_parts = bands(spec, spec.batch * self.supers, blocks)
+        self.blocks = 1 if self.thin else -(-self.out_per_super // self.width)
+        taps = spec.kernel_height * spec.kernel_width
+        self.packed_size = (spec.out_channels * spec.in_channels_per_group * taps if self.thin else
+                            self.supers * self.blocks * self.width * taps * self.channel_blocks * self.step)
+        self.band, self.local_rows, self.column_parts = bands(spec, spec.batch * self.supers, self.blocks,
+                                                              self.channel_blocks * self.step)
         self.valid_rows, self.plane_width, _, self.slack = geometry(spec)
         self.buffer_size = numba.config.NUMBA_NUM_THREADS * self.step * (
             self.channel_blocks * spec.stride[0] * spec.stride[1] * self.local_rows * self.plane_width
@@ -474,48 +475,47 @@ class _Plan:
         self.work = spec.batch * spec.out_channels * spec.out_height * spec.out_width * spec.reduction_length
 
 
+def _plan(spec) -> _Plan:
+    plan = spec.__dict__.get("_implicit_plan")
+    if plan is None:
+        plan = spec.__dict__["_implicit_plan"] = _Plan(spec)
+    return plan
+
+
+def _kept_or_packed(weight, packing, pack):
+    """``pack()``, kept by `packcache` under ``packing`` for a frozen weight, else computed for this call."""
+    packed = packcache.packed(weight, packing, pack)
+    return pack() if packed is None else packed
+
+
 def _run(spec, x, weight, bias, out, layout):
     if spec.in_channels_per_group == 0 or spec.kernel_height * spec.kernel_width == 0:  # an empty reduction
         out[...] = 0
         bias_activation_last_inplace(out.reshape(-1, spec.out_channels), bias, spec.activation_code)
         return
-    plan = spec.__dict__.get("_implicit_plan")
-    if plan is None:
-        plan = spec.__dict__["_implicit_plan"] = _Plan(spec)
+    plan = _plan(spec)
     flat, strides, height, width, top, left = _source(spec, x, layout)
     buffers = scratch("band_inputs", plan.buffer_size, spec.dtype)
     geometry_arguments = (height, width, *spec.stride, top, left, plan.valid_rows, plan.plane_width, spec.out_height,
                           spec.out_width, plan.band, plan.local_rows, plan.slack)
     if plan.thin:
-        packed = packcache.packed(weight, ("thin", plan.order), lambda: pack_thin(weight, spec, list(plan.order)))
-        if packed is None:
-            packed = pack_thin(weight, spec, list(plan.order))
+        packed = _kept_or_packed(weight, ("thin", plan.order), lambda: pack_thin(weight, spec, list(plan.order)))
         thin_kernel(plan.work, flat, *strides, buffers, plan.starts, plan.lengths, packed, bias, out.reshape(-1),
                     spec.batch, plan.supers, spec.out_channels, *geometry_arguments, spec.activation_code,
                     spec.out_channels_per_group)
         return
-    packed = packcache.packed(weight, ("block_diagonal", spec.groups, plan.step, plan.vectors),
-                              lambda: pack_weights(weight, spec))
-    if packed is None:
-        packed = pack_weights(weight, spec)
+    packed = _kept_or_packed(weight, ("block_diagonal", spec.groups, plan.step, plan.vectors),
+                             lambda: pack_weights(weight, spec))
     conv_kernel(plan.work, flat, *strides, buffers, plan.taps, packed, bias, out.reshape(-1), spec.batch, plan.supers,
                 plan.in_per_super, spec.out_channels, plan.out_per_super, plan.step, plan.channel_blocks,
                 *geometry_arguments, plan.column_parts, spec.activation_code, plan.vectors == 1)
 
 
 def workspace(spec) -> int:
-    """Bytes of temporaries: each thread's band of prepared input, the packed weights, for NCHW data the
-    channels-last result, and for a padding mode other than zeros the padded input."""
-    m = super_group(spec)
-    step = channel_block(spec)
-    _, vectors = tile_shape(spec)
-    width = vectors * lanes(spec.dtype)
-    blocks = -(-m * spec.out_channels_per_group // width)
-    band, local_rows, _ = bands(spec, spec.batch * (spec.groups // m), blocks)
-    _, plane_width, _, _ = geometry(spec)
-    channels = -(-m * spec.in_channels_per_group // step) * step
-    prepared = numba.config.NUMBA_NUM_THREADS * channels * spec.stride[0] * spec.stride[1] * local_rows * plane_width
-    packed = (spec.groups // m) * blocks * width * spec.kernel_height * spec.kernel_width * channels
+    """Bytes of temporaries: every thread's band of prepared input (and row for the phases), the packed
+    weights, for NCHW data the channels-last result, and for a padding mode other than zeros the padded
+    input."""
+    plan = _plan(spec)
     result = spec.batch * spec.out_channels * spec.out_height * spec.out_width
     padded = spec.padded_elements if spec.has_padding and spec.padding_mode != "zeros" else 0
-    return (prepared + packed + result + padded) * spec.dtype.itemsize
+    return (plan.buffer_size + plan.packed_size + result + padded) * spec.dtype.itemsize

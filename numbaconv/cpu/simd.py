@@ -66,6 +66,12 @@ def _suffix(vector):
     return "f32" if isinstance(vector.element, ir.FloatType) else "f64"
 
 
+def _fma(builder, vector):
+    """LLVM's fused multiply-add on ``vector`` (one instruction, one rounding)."""
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
+                                          f"llvm.fma.v{vector.count}{_suffix(vector)}")
+
+
 def _vectors(context, builder, dtype):
     """The LLVM types and masked-memory intrinsics of one 64-byte vector of ``dtype`` (a Numba scalar type):
     ``(scalar, lanes, vector, pointer to vector, mask type, masked_load, masked_store)``."""
@@ -159,8 +165,9 @@ def conv_tile(typingctx, a, a_offset, a_row, taps, b, b_offset, b_k, c, c_offset
         (_, a_offset, a_row, _, _, b_offset, b_k, _, c_offset, c_row, kc, row_count, columns, ow_first,
          virtual_width, out_width, accumulate, final, _, bias_offset, act, _, _) = args
         taps = context.make_array(sig.args[3])(context, builder, args[3])
-        a_data, taps_data, b_data, c_data, bias_data = (
-            context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 3, 4, 7, 18))
+        taps_data = taps.data
+        a_data, b_data, c_data, bias_data = (context.make_array(sig.args[i])(context, builder, args[i]).data
+                                             for i in (0, 4, 7, 18))
         i64, lanes, vector, acc, masks, multiply_add, load_b = _accumulators(context, builder, sig.args[0].dtype,
                                                                              n_rows, n_vectors, columns, b_data)
         # taps outside, channels inside: the inner loop's A addresses step by one element (LLVM then walks the
@@ -209,13 +216,13 @@ def thin_tile(typingctx, a, a_offset, a_row, run_offsets, run_lengths, w, w_offs
         (_, a_offset, a_row, _, _, _, w_offset, _, c_offset, c_row, row_count, ow_first, virtual_width, out_width,
          _, bias_offset, act, _, _) = args
         offsets = context.make_array(sig.args[3])(context, builder, args[3])
-        a_data, offsets_data, lengths_data, w_data, c_data, bias_data = (
-            context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 3, 4, 5, 7, 14))
+        offsets_data = offsets.data
+        a_data, lengths_data, w_data, c_data, bias_data = (
+            context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 4, 5, 7, 14))
         scalar, lanes, vector, pointer, mask_type, masked_load, masked_store = _vectors(context, builder,
                                                                                         sig.args[0].dtype)
         i64, i32 = ir.IntType(64), ir.IntType(32)
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
-                                             f"llvm.fma.v{lanes}{_suffix(vector)}")
+        fma = _fma(builder, vector)
         zero = ir.Constant(vector, None)
         acc = [[cgutils.alloca_once_value(builder, zero)] for _ in range(n_rows)]
         # rotation i of each group's lanes: lane l takes its group's input (l + i) mod width (rotation 0 is the
@@ -291,8 +298,7 @@ def _accumulators(context, builder, dtype, n_rows, n_vectors, columns, b_data):
     (B's masked row at ``index``) and ``multiply_add(b, a_pointers)`` (one k step: acc[r][v] += a[r] * b[v])."""
     scalar, lanes, vector, pointer, mask_type, masked_load, masked_store = _vectors(context, builder, dtype)
     i64, i32 = ir.IntType(64), ir.IntType(32)
-    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
-                                         f"llvm.fma.v{lanes}{_suffix(vector)}")
+    fma = _fma(builder, vector)
     zero = ir.Constant(vector, None)
     acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(n_vectors)] for _ in range(n_rows)]
     limit = _splat(builder, columns, ir.VectorType(i64, lanes))
@@ -391,8 +397,7 @@ def fma_chains(typingctx, out, iterations, chains):
         scalar = context.get_data_type(sig.args[0].dtype)
         lanes = VECTOR_BYTES // context.get_abi_sizeof(scalar)
         vector = ir.VectorType(scalar, lanes)
-        name = f"v{lanes}{'f32' if isinstance(scalar, ir.FloatType) else 'f64'}"
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.{name}")
+        fma = _fma(builder, vector)
         a = ir.Constant(vector, [0.999999] * lanes)
         b = ir.Constant(vector, [1e-6] * lanes)
         acc = [cgutils.alloca_once_value(builder, ir.Constant(vector, [float(c) * 1e-3] * lanes)) for c in range(count)]
