@@ -467,11 +467,7 @@ class _Plan:
         self.buffer_size = numba.config.NUMBA_NUM_THREADS * self.step * (
             self.channel_blocks * spec.stride[0] * spec.stride[1] * self.local_rows * self.plane_width
             + spec.in_width + spec.padding[2] + spec.padding[3])  # a band's planes, and a row for the phases
-        if self.thin:
-            self.starts, self.lengths, order = tap_runs(spec, self.local_rows, self.plane_width)
-            self.order = tuple(order)
-        else:
-            self.taps = tap_offsets(spec, self.local_rows, self.plane_width)
+        self.tables = None  # the tap tables, made on the first run (`workspace` needs only the sizes)
         self.work = spec.batch * spec.out_channels * spec.out_height * spec.out_width * spec.reduction_length
 
 
@@ -494,19 +490,23 @@ def _run(spec, x, weight, bias, out, layout):
         bias_activation_last_inplace(out.reshape(-1, spec.out_channels), bias, spec.activation_code)
         return
     plan = _plan(spec)
+    if plan.tables is None:  # thin: (run starts, run lengths, tap order); else the tap offsets
+        plan.tables = (tap_runs(spec, plan.local_rows, plan.plane_width) if plan.thin
+                       else tap_offsets(spec, plan.local_rows, plan.plane_width))
     flat, strides, height, width, top, left = _source(spec, x, layout)
     buffers = scratch("band_inputs", plan.buffer_size, spec.dtype)
     geometry_arguments = (height, width, *spec.stride, top, left, plan.valid_rows, plan.plane_width, spec.out_height,
                           spec.out_width, plan.band, plan.local_rows, plan.slack)
     if plan.thin:
-        packed = _kept_or_packed(weight, ("thin", plan.order), lambda: pack_thin(weight, spec, list(plan.order)))
-        thin_kernel(plan.work, flat, *strides, buffers, plan.starts, plan.lengths, packed, bias, out.reshape(-1),
+        starts, lengths, order = plan.tables
+        packed = _kept_or_packed(weight, ("thin", tuple(order)), lambda: pack_thin(weight, spec, order))
+        thin_kernel(plan.work, flat, *strides, buffers, starts, lengths, packed, bias, out.reshape(-1),
                     spec.batch, plan.supers, spec.out_channels, *geometry_arguments, spec.activation_code,
                     spec.out_channels_per_group)
         return
     packed = _kept_or_packed(weight, ("block_diagonal", spec.groups, plan.step, plan.vectors),
                              lambda: pack_weights(weight, spec))
-    conv_kernel(plan.work, flat, *strides, buffers, plan.taps, packed, bias, out.reshape(-1), spec.batch, plan.supers,
+    conv_kernel(plan.work, flat, *strides, buffers, plan.tables, packed, bias, out.reshape(-1), spec.batch, plan.supers,
                 plan.in_per_super, spec.out_channels, plan.out_per_super, plan.step, plan.channel_blocks,
                 *geometry_arguments, plan.column_parts, spec.activation_code, plan.vectors == 1)
 
