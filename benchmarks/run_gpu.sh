@@ -8,17 +8,17 @@
 # Usage: benchmarks/run_gpu.sh [suite] [batch]       (defaults: all 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+source benchmarks/gpu_env.sh
 suite="${1:-all}"
 batch="${2:-1}"
-python -c "from numba import cuda; assert cuda.is_available(), 'no CUDA device'; print(cuda.get_current_device().name)"
-if python -c "import pytest, hypothesis" 2>/dev/null; then
-    python -m pytest -q -p no:cacheprovider -m cuda tests/cuda tests/test_torch_bridge.py
+python3 -c "from numba import cuda; assert cuda.is_available(), 'no CUDA device'; print(cuda.get_current_device().name)"
+if python3 -c "import pytest, hypothesis" 2>/dev/null; then
+    python3 -m pytest -q -p no:cacheprovider -m cuda tests/cuda tests/test_torch_bridge.py
 else
     echo "pytest or hypothesis missing: CUDA tests skipped"
 fi
-slug=$(python -c "from numbaconv.bench import _gpu_name; import re; print(re.sub('[^a-z0-9]+', '-', (_gpu_name() or 'gpu').lower()).strip('-'))")
+slug=$(python3 -c "from numbaconv.bench import _gpu_name; import re; print(re.sub('[^a-z0-9]+', '-', (_gpu_name() or 'gpu').lower()).strip('-'))")
 out="benchmarks/results/gpu-${slug}-batch${batch}-$(date +%F)"
 plot=()
-if python -c "import matplotlib" 2>/dev/null; then plot=(--plot "$out-roofline.png"); fi
-python -m numbaconv bench --device cuda --suite "$suite" --batch "$batch" --json "$out.json" "${plot[@]}"
+if python3 -c "import matplotlib" 2>/dev/null; then plot=(--plot "$out-roofline.png"); fi
+python3 -m numbaconv bench --device cuda --suite "$suite" --batch "$batch" --json "$out.json" "${plot[@]}"
