@@ -203,7 +203,32 @@ def run_report(args) -> int:
     return 0
 
 
+def run_cuda_kernels(cc: str) -> int:
+    """``numbaconv info --cuda-kernels``: the compiled-code inventory and its gate (numbaconv.cuda.inventory)."""
+    try:
+        major, minor = (int(part) for part in cc.split("."))
+    except ValueError:
+        raise ValueError(f"--cc must be a compute capability such as 9.0, got {cc!r}") from None
+    try:
+        from .cuda import inventory
+    except ImportError as exc:
+        raise ImportError(f"--cuda-kernels needs numba-cuda (pip install -e '.[cuda]'): {exc}") from None
+    if inventory.ptxas_path() is None:
+        raise ImportError("--cuda-kernels needs NVIDIA's compilers: pip install nvidia-cuda-nvcc-cu12 "
+                          "nvidia-cuda-nvrtc-cu12")
+    rows = inventory.report((major, minor))
+    print(f"CUDA kernels compiled for sm_{major}{minor} (no GPU needed):")
+    print(inventory.table(rows))
+    broken = inventory.failures(rows)
+    print(f"gate: {'passed' if not broken else f'{len(broken)} failures'}")
+    for line in broken:
+        print(f"  {line}")
+    return 1 if broken else 0
+
+
 def run_info(args) -> int:
+    if args.cuda_kernels:
+        return run_cuda_kernels(args.cc)
     import numba
 
     info = bench.machine_info()
@@ -267,6 +292,11 @@ def main(argv=None) -> int:
     r.add_argument("--plot", metavar="FILE", help="draw the roofline chart")
     r.set_defaults(run=run_report)
     i = commands.add_parser("info", help="versions, threading layer, CPU, CUDA devices, kernels")
+    i.add_argument("--cuda-kernels", action="store_true",
+                   help="compile every CUDA kernel for --cc without a GPU and report registers, shared memory, "
+                        "spills, local memory, 64-bit divisions, float64 instructions and occupancy; exit status 1 "
+                        "when the gate fails (needs numba-cuda and nvidia-cuda-nvcc-cu12/nvrtc-cu12)")
+    i.add_argument("--cc", default="9.0", help="compute capability for --cuda-kernels (default 9.0, Hopper)")
     i.set_defaults(run=run_info)
     args = parser.parse_args(argv)
     try:
