@@ -105,8 +105,13 @@ def test_a_kernel_that_does_not_compile_fails_the_gate(compilers):
 
 
 def test_ptx_counts_find_loops_divisions_float64_and_local_memory(inventory):
+    """A loop is a cycle of the control-flow graph: the cold block LLVM places after the loop, which branches
+    back up to a join point, is not in one."""
     ptx = """
     div.s64 %rd1, %rd2, %rd3;
+    @%p0 bra $L__cold;
+$L__join:
+    mov.u64 %rd10, 0;
 $L__BB0_1:
     rem.s64 %rd4, %rd5, %rd6;
     @%p1 div.u64 %rd7, %rd8, %rd9;
@@ -120,9 +125,14 @@ $L__BB0_2:
     bra.uni $L__BB0_3;
 $L__BB0_3:
     ret;
+$L__cold:
+    div.u64 %rd11, %rd12, %rd13;
+    bra.uni $L__join;
 """
     counts = inventory.ptx_counts(ptx)
-    assert counts == {"div64": 3, "div64_in_loops": 2, "f64": 2, "local": 1}
+    assert counts == {"div64": 4, "div64_in_loops": 2, "f64": 2, "local": 1}
+    looped = ptx.replace("bra.uni $L__BB0_3;", "bra.uni $L__cold;")  # now the cold block is on a cycle
+    assert inventory.ptx_counts(looped)["div64_in_loops"] == 3
 
 
 @pytest.mark.parametrize("registers, shared, block, expected", [

@@ -8,26 +8,49 @@ import math
 from numba import cuda
 
 
+def activation(scalar):
+    """The fused activation for ``scalar`` (float32 or float64) results, in that precision: the codes
+    of ``spec.ACTIVATIONS`` (0 none, 1 relu, 2 relu6, 3 silu, 4 hardswish), each the CPU's
+    (cpu/epilogue.py) operation for operation, written so that NaN falls through unchanged."""
+    zero, one, three, six = scalar(0), scalar(1), scalar(3), scalar(6)
+
+    @cuda.jit(device=True, inline=True, cache=True)
+    def activate(value, code):
+        if code == 1:
+            return zero if value < zero else value
+        if code == 2:
+            if value < zero:
+                return zero
+            return six if value > six else value
+        if code == 3:
+            return value * (one / (one + math.exp(-value)))
+        if code == 4:
+            gate = value + three
+            if gate < zero:
+                return value * zero  # -inf * 0 is NaN, as torch's x * relu6(x + 3) / 6 gives
+            if gate > six:
+                return value
+            return value * gate / six
+        return value
+
+    return activate
+
+
 @cuda.jit(device=True, inline=True, cache=True)
-def activate(value, code):
-    """The activation codes of ``spec.ACTIVATIONS`` (0 none, 1 relu, 2 relu6, 3 silu,
-    4 hardswish), written so that NaN falls through unchanged, as on the CPU and in torch."""
-    if code == 1:
-        return value * 0 if value < 0 else value
-    if code == 2:
-        if value < 0:
-            return value * 0
-        return value * 0 + 6 if value > 6 else value
-    if code == 3:
-        return value / (1 + math.exp(-value))
-    if code == 4:
-        gate = value + 3
-        if gate < 0:
-            return value * 0
-        if gate > 6:
-            return value
-        return value * gate / 6
-    return value
+def advance(outer, row, column, step_outer, step_row, step_column, rows, columns):
+    """The digits (outer, row, column) of a flat index in the radix (any, rows, columns) -> those of the
+    index plus a constant step whose own digits are (step_outer, step_row, step_column): a mixed-radix
+    addition with one carry per digit, so that a loop walks a 3-D index space with no division
+    (the implicit GEMM's reduction index, the depthwise kernel's staging)."""
+    column += step_column
+    if column >= columns:
+        column -= columns
+        row += 1
+    row += step_row
+    if row >= rows:
+        row -= rows
+        outer += 1
+    return outer + step_outer, row, column
 
 
 @cuda.jit(device=True, inline=True, cache=True)

@@ -27,16 +27,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, float32, float64
+from numba import cuda, float32, float64, int64
 
 from .. import arrays
 from ..spec import ConvSpec, check_dtypes
 from . import launch, run
-from .epilogue import unravel
+from .epilogue import advance, unravel
 from .launch import (GRAD_BLOCK, GRAD_CHANNELS, GRAD_DEPTH, GRAD_PIXELS, GRAD_THREAD_CHANNELS, GRAD_THREAD_DEPTH,
                      REDUCE_THREADS)
 
 GRAD_THREADS_X, GRAD_THREADS_Y = GRAD_BLOCK
+GRADIENT_LOADS = GRAD_PIXELS * GRAD_CHANNELS // (GRAD_THREADS_X * GRAD_THREADS_Y)  # staged per thread and step
+COLUMN_LOADS = GRAD_PIXELS * GRAD_DEPTH // (GRAD_THREADS_X * GRAD_THREADS_Y)
+assert (GRAD_THREADS_X * GRAD_THREADS_Y) % GRAD_PIXELS == 0
+assert GRADIENT_LOADS * GRAD_THREADS_X * GRAD_THREADS_Y == GRAD_PIXELS * GRAD_CHANNELS
+assert COLUMN_LOADS * GRAD_THREADS_X * GRAD_THREADS_Y == GRAD_PIXELS * GRAD_DEPTH
 
 
 # ---- element-wise kernels ------------------------------------------------------------------------
@@ -143,12 +148,14 @@ def depthwise_weight(x, grad_output, pieces, multiplier, stride_h, stride_w, pad
     start = piece * piece_length
     stop = min(start + piece_length, n_images * pixels)
     total = float64(0)
-    for index in range(start + thread, stop, REDUCE_THREADS):
-        n, oh, ow = pixel_of(index, pixels, out_width)
+    n, oh, ow = pixel_of(start + thread, pixels, out_width)
+    step_n, step_h, step_w = pixel_of(REDUCE_THREADS, pixels, out_width)
+    for _ in range(start + thread, stop, REDUCE_THREADS):
         ih = oh * stride_h - pad_top + r * dilation_h
         iw = ow * stride_w - pad_left + s * dilation_w
         if 0 <= ih < in_height and 0 <= iw < in_width:
             total += float64(grad_output[n, co, oh, ow]) * float64(x[n, ci, ih, iw])
+        n, oh, ow = advance(n, oh, ow, step_n, step_h, step_w, out_height, out_width)
     shared = cuda.shared.array(REDUCE_THREADS, float64)
     total = block_sum(total, shared, thread)
     if thread == 0:
@@ -166,17 +173,19 @@ def channel_sums(grad_output, pieces, piece_length):
     start = piece * piece_length
     stop = min(start + piece_length, n_images * pixels)
     total = float64(0)
-    for index in range(start + thread, stop, REDUCE_THREADS):
-        n, oh, ow = pixel_of(index, pixels, out_width)
+    n, oh, ow = pixel_of(start + thread, pixels, out_width)
+    step_n, step_h, step_w = pixel_of(REDUCE_THREADS, pixels, out_width)
+    for _ in range(start + thread, stop, REDUCE_THREADS):
         total += float64(grad_output[n, c, oh, ow])
+        n, oh, ow = advance(n, oh, ow, step_n, step_h, step_w, out_height, out_width)
     shared = cuda.shared.array(REDUCE_THREADS, float64)
     total = block_sum(total, shared, thread)
     if thread == 0:
         pieces[piece, c] = total
 
 
-def _build_weight_gemm(scalar):
-    @cuda.jit(cache=True)
+def _build_weight_gemm(scalar, min_blocks):
+    @cuda.jit(cache=True, **launch.bounds(GRAD_THREADS_X * GRAD_THREADS_Y, min_blocks))
     def weight_gemm(x, grad_output, pieces, groups, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w,
                     kernel_h, kernel_w, piece_length):
         """pieces[piece, co, k] for the (image, pixel) pairs of one piece: a GRAD_CHANNELS x GRAD_DEPTH
@@ -213,33 +222,42 @@ def _build_weight_gemm(scalar):
             for j in range(GRAD_THREAD_DEPTH):
                 acc[i, j] = 0
 
+        # every step, this thread stages pair `pair` (of GRAD_PIXELS) of grad_output's rows and of im2col's rows:
+        # the pair's (image, row, column) advance by GRAD_PIXELS as a mixed-radix counter; its reduction
+        # indices (k0 + kk: input channel, kernel row, kernel column) are the same at every step
+        pair = thread % GRAD_PIXELS
+        first = thread // GRAD_PIXELS
+        n, oh, ow = pixel_of(start + pair, pixels, out_width)
+        step_n, step_h, step_w = pixel_of(GRAD_PIXELS, pixels, out_width)
+        slot_channel = cuda.local.array(COLUMN_LOADS, int64)
+        slot_row = cuda.local.array(COLUMN_LOADS, int64)
+        slot_column = cuda.local.array(COLUMN_LOADS, int64)
+        for t in range(COLUMN_LOADS):
+            k = k0 + first + t * (threads // GRAD_PIXELS)
+            ci = k // taps
+            r = (k - ci * taps) // kernel_w
+            slot_channel[t] = group * channels_per_group + ci
+            slot_row[t] = r * dilation_h - pad_top
+            slot_column[t] = (k - ci * taps - r * kernel_w) * dilation_w - pad_left
         for index0 in range(start, stop, GRAD_PIXELS):
-            for e in range(thread, GRAD_PIXELS * GRAD_CHANNELS, threads):
-                c = e // GRAD_PIXELS
-                q = e - c * GRAD_PIXELS
-                index = index0 + q
+            inside = index0 + pair < stop
+            for t in range(GRADIENT_LOADS):
+                c = first + t * (threads // GRAD_PIXELS)
                 channel = channel0 + c
                 value = scalar(0)
-                if index < stop and channel < out_per_group:
-                    n, oh, ow = pixel_of(index, pixels, out_width)
+                if inside and channel < out_per_group:
                     value = grad_output[n, group * out_per_group + channel, oh, ow]
-                gradient_tile[q, c] = value
-            for e in range(thread, GRAD_PIXELS * GRAD_DEPTH, threads):
-                kk = e // GRAD_PIXELS
-                q = e - kk * GRAD_PIXELS
-                index = index0 + q
-                k = k0 + kk
+                gradient_tile[pair, c] = value
+            for t in range(COLUMN_LOADS):
+                kk = first + t * (threads // GRAD_PIXELS)
                 value = scalar(0)
-                if index < stop and k < depth:
-                    n, oh, ow = pixel_of(index, pixels, out_width)
-                    ci = k // taps
-                    tap = k - ci * taps
-                    r = tap // kernel_w
-                    ih = oh * stride_h - pad_top + r * dilation_h
-                    iw = ow * stride_w - pad_left + (tap - r * kernel_w) * dilation_w
+                if inside and k0 + kk < depth:
+                    ih = oh * stride_h + slot_row[t]
+                    iw = ow * stride_w + slot_column[t]
                     if 0 <= ih < in_height and 0 <= iw < in_width:
-                        value = x[n, group * channels_per_group + ci, ih, iw]
-                columns_tile[q, kk] = value
+                        value = x[n, slot_channel[t], ih, iw]
+                columns_tile[pair, kk] = value
+            n, oh, ow = advance(n, oh, ow, step_n, step_h, step_w, out_height, out_width)
             cuda.syncthreads()
             for i in range(GRAD_THREAD_CHANNELS):
                 for j in range(GRAD_THREAD_DEPTH):
@@ -268,7 +286,8 @@ def _build_weight_gemm(scalar):
     return weight_gemm
 
 
-WEIGHT_GEMM = {"float32": _build_weight_gemm(float32), "float64": _build_weight_gemm(float64)}
+WEIGHT_GEMM = {name: _build_weight_gemm(scalar, launch.GRAD_MIN_BLOCKS[name])
+               for name, scalar in (("float32", float32), ("float64", float64))}
 
 
 # ---- host side -----------------------------------------------------------------------------------

@@ -67,10 +67,10 @@ def entries() -> list[Entry]:
         return types.Array(scalar, ndim, layout)
 
     def gemm_args(s, lay):
-        return (arr(s, 4, lay), arr(s, 4, lay), arr(s, 1, "C"), arr(s, 4, lay)) + (i64,) * 8
+        return (arr(s, 4, lay), arr(s, 4, lay), arr(s, 1, "C"), arr(s, 4, lay)) + (i64,) * 9
 
     def depthwise_args(s, lay):
-        return (arr(s, 4, lay), arr(s, 4, lay), arr(s, 1, "C"), arr(s, 4, lay)) + (i64,) * 10
+        return (arr(s, 4, lay), arr(s, 4, lay), arr(s, 1, "C"), arr(s, 4, lay)) + (i64,) * 11
 
     def weight_gemm_args(s, lay):
         return (arr(s, 4, lay), arr(s, 4, lay), arr(types.float64, 3, "C")) + (i64,) * 10
@@ -78,8 +78,9 @@ def entries() -> list[Entry]:
     f64_pieces = "sums partial products into float64 pieces (documented: grad.py, Precision and determinism)"
     return [
         Entry("gemm.implicit_gemm", gemm.KERNELS.__getitem__, gemm_args, launch.GEMM_BLOCK[0] * launch.GEMM_BLOCK[1]),
-        Entry("depthwise.depthwise", depthwise.KERNELS.__getitem__, depthwise_args,
-              launch.DEPTHWISE_THREADS[0] * launch.DEPTHWISE_THREADS[1]),
+        Entry("gemm.split_sum", gemm.SPLIT_SUM.__getitem__,
+              lambda s, lay: (arr(s, 4, "C"), arr(s, 1, "C"), arr(s, 4, lay), i64), launch.ELEMENT_THREADS),
+        Entry("depthwise.depthwise", depthwise.KERNELS.__getitem__, depthwise_args, launch.DEPTHWISE_THREADS),
         Entry("epilogue.pad_copy", lambda d: epilogue.pad_copy,
               lambda s, lay: (arr(s, 4, lay), arr(s, 4, "C"), i64, i64, i64), launch.ELEMENT_THREADS),
         Entry("epilogue.gather_copy", lambda d: epilogue.gather_copy,
@@ -151,29 +152,95 @@ def ptxas_path() -> str | None:
 
 
 _LABEL = re.compile(r"^\s*(\$?[\w$]+):")
-_BRANCH = re.compile(r"\bbra(?:\.uni)?\s+(\$?[\w$]+)\s*;")
+_BRANCH = re.compile(r"^\s*(@!?%p\d+\s+)?bra(?:\.uni)?\s+(\$?[\w$]+)\s*;")
+_RETURN = re.compile(r"^\s*(?:ret|exit)\s*;")
 _DIV64 = re.compile(r"^\s*(?:@!?%p\d+\s+)?(div|rem)\.[su]64\b")
 _F64 = re.compile(r"^\s*(?:@!?%p\d+\s+)?([a-z]+(?:\.[a-z0-9]+)*\.f64\b[^\s]*)")
 _LOCAL = re.compile(r"^\s*(?:@!?%p\d+\s+)?(?:ld|st)\.local\b")
 
 
+def _blocks(lines):
+    """The PTX's basic blocks: (first line, last line, successor block indices)."""
+    starts, labels = [0], {}
+    for number, line in enumerate(lines):
+        label = _LABEL.match(line)
+        if label:
+            labels[label.group(1)] = number
+            starts.append(number)
+        elif _BRANCH.match(line) or _RETURN.match(line):
+            starts.append(number + 1)
+    starts = sorted(set(start for start in starts if start < len(lines)))
+    index_of = {start: i for i, start in enumerate(starts)}
+    blocks = []
+    for i, start in enumerate(starts):
+        end = (starts[i + 1] if i + 1 < len(starts) else len(lines)) - 1
+        successors, falls_through = [], True
+        for line in lines[start:end + 1]:
+            branch = _BRANCH.match(line)
+            if branch and branch.group(2) in labels:
+                successors.append(index_of[labels[branch.group(2)]])
+                falls_through = bool(branch.group(1))  # a predicated branch may fall through
+            elif _RETURN.match(line):
+                falls_through = False
+        if falls_through and i + 1 < len(starts):
+            successors.append(i + 1)
+        blocks.append((start, end, successors))
+    return blocks
+
+
+def _in_cycles(blocks) -> set:
+    """Indices of the blocks on a cycle of the control-flow graph (Tarjan's strongly connected components)."""
+    index, low, on_stack, stack, found = {}, {}, set(), [], set()
+    counter = [0]
+
+    def visit(root):
+        work = [(root, iter(blocks[root][2]))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, successors = work[-1]
+            for successor in successors:
+                if successor not in index:
+                    index[successor] = low[successor] = counter[0]
+                    counter[0] += 1
+                    stack.append(successor)
+                    on_stack.add(successor)
+                    work.append((successor, iter(blocks[successor][2])))
+                    break
+                if successor in on_stack:
+                    low[node] = min(low[node], index[successor])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1 or node in blocks[node][2]:
+                        found.update(component)
+
+    for block in range(len(blocks)):
+        if block not in index:
+            visit(block)
+    return found
+
+
 def ptx_counts(ptx: str) -> dict:
-    """Counts over the PTX instructions: 64-bit div/rem (all and inside loops), float64
-    instructions (conversions included; loads and stores of float64 data not), local-memory
-    loads and stores."""
+    """Counts over the PTX instructions: 64-bit div/rem (all, and those in a loop: a block on a cycle
+    of the control-flow graph), float64 instructions (conversions included; loads, stores and moves
+    of float64 data not), local-memory loads and stores."""
     lines = ptx.splitlines()
-    labels = {}
-    for number, line in enumerate(lines):
-        match = _LABEL.match(line)
-        if match:
-            labels[match.group(1)] = number
-    loops = []  # [label line, backward-branch line]
-    for number, line in enumerate(lines):
-        match = _BRANCH.search(line)
-        if match and labels.get(match.group(1), number + 1) <= number:
-            loops.append((labels[match.group(1)], number))
+    blocks = _blocks(lines)
     in_loop = [False] * len(lines)
-    for start, end in loops:
+    for block in _in_cycles(blocks):
+        start, end, _ = blocks[block]
         for number in range(start, end + 1):
             in_loop[number] = True
     counts = {"div64": 0, "div64_in_loops": 0, "f64": 0, "local": 0}
@@ -260,7 +327,9 @@ def report(cc=(9, 0), selected: list[Entry] | None = None) -> list[Row]:
                 try:
                     function = entry.dispatcher(dtype)
                     signature = entry.arguments(getattr(types, dtype), layout)
-                    ptx, _ = cuda.compile_ptx(function.py_func, signature, cc=cc)
+                    options = {name: function.targetoptions[name] for name in ("launch_bounds", "fastmath")
+                               if function.targetoptions.get(name)}  # as the kernel's own compile gets them
+                    ptx, _ = cuda.compile_ptx(function.py_func, signature, cc=cc, **options)
                     row.counts = {**ptx_counts(ptx), **ptxas_counts(ptx, cc, ptxas)}
                 except Exception as exc:  # reported, and the gate fails on it
                     row.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -221,14 +221,35 @@ def _padded(spec: ConvSpec, x, stream):
     return padded, 0, 0
 
 
+def multiprocessors() -> int:
+    """The current GPU's multiprocessor count (2 under the simulator, so that split-K runs in tests)."""
+    if simulated():
+        return 2
+    device = cuda.get_current_device()
+    count = _MULTIPROCESSORS.get(device.id)
+    if count is None:
+        count = _MULTIPROCESSORS[device.id] = device.MULTIPROCESSOR_COUNT
+    return count
+
+
+_MULTIPROCESSORS: dict = {}
+
+
 def run_gemm(spec: ConvSpec, x, weight, bias, out, stream):
-    from .gemm import KERNELS
+    from .gemm import KERNELS, SPLIT_SUM
 
     x, pad_top, pad_left = _padded(spec, x, stream)
     n, c_out, h_out, w_out = out.shape
-    grid, block = launch.gemm(n, spec.groups, c_out // spec.groups, h_out * w_out)
-    KERNELS[spec.dtype.name][grid, block, stream](x, weight, bias, out, spec.groups, *spec.stride, pad_top, pad_left,
-                                                  *spec.dilation, spec.activation_code)
+    depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
+    grid, block, slice_depth = launch.gemm(n, spec.groups, c_out // spec.groups, h_out * w_out, depth,
+                                           multiprocessors())
+    slices = grid[2]
+    target = out if slices == 1 else cuda.device_array((slices * n, c_out, h_out, w_out), out.dtype, stream=stream)
+    KERNELS[spec.dtype.name][grid, block, stream](x, weight, bias, target, spec.groups, *spec.stride, pad_top,
+                                                  pad_left, *spec.dilation, spec.activation_code, slice_depth)
+    if slices > 1:
+        blocks, threads = launch.elements(out.size)
+        SPLIT_SUM[spec.dtype.name][blocks, threads, stream](target, bias, out, spec.activation_code)
 
 
 def depthwise_unsupported(spec: ConvSpec) -> str | None:
@@ -240,7 +261,7 @@ def depthwise_unsupported(spec: ConvSpec) -> str | None:
     if spec.out_channels > launch.MAX_GRID_Y:
         return f"launches one block row per output channel (at most {launch.MAX_GRID_Y}), got {spec.out_channels}"
     if launch.depthwise_tile(spec.out_height, spec.out_width, (spec.kernel_height, spec.kernel_width),
-                             spec.stride, spec.dilation) is None:
+                             spec.stride, spec.dilation, spec.out_channels) is None:
         return "needs one output's input window to fit the shared-memory tile (kernel extent too large)"
     return None
 
@@ -250,7 +271,8 @@ def run_depthwise(spec: ConvSpec, x, weight, bias, out, stream):
 
     x, pad_top, pad_left = _padded(spec, x, stream)
     n, c_out, h_out, w_out = out.shape
-    tile = launch.depthwise_tile(h_out, w_out, (spec.kernel_height, spec.kernel_width), spec.stride, spec.dilation)
+    tile = launch.depthwise_tile(h_out, w_out, (spec.kernel_height, spec.kernel_width), spec.stride, spec.dilation,
+                                 c_out)
     grid, block = launch.depthwise(n, c_out, h_out, w_out, tile)
     KERNELS[spec.dtype.name][grid, block, stream](x, weight, bias, out, spec.channel_multiplier, *spec.stride,
                                                   pad_top, pad_left, *spec.dilation, spec.activation_code, *tile)

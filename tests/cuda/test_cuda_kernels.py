@@ -77,6 +77,27 @@ def test_padding_modes_and_activations(rng, padding_mode, activation):
         assert_matches_reference(got.copy_to_host(), x, w, b, **kwargs)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((1, 16, 2, 2), (3, 16, 3, 3), dict(padding=1, activation="relu")),  # one block, 144-deep: 4 slices
+    ((1, 12, 3, 1), (4, 6, 1, 1), dict(groups=2, activation="hardswish")),  # grouped, 6-deep: 2 slices
+    ((1, 9, 2, 3), (5, 9, 2, 2), dict(padding=(0, 1), dilation=(1, 2))),  # 36-deep, the last slice short
+])
+def test_split_k_slices_add_up_in_order(rng, x_shape, w_shape, kwargs, dtype):
+    """Grids too small for the GPU split the reduction (launch.gemm); the slices' sums, bias and activation."""
+    from numbaconv.cuda import launch, run
+
+    x, w, b = problem(rng, x_shape, w_shape, dtype)
+    spec = numbaconv.plan(x_shape, w_shape, True, device="cuda", algorithm="cuda_grouped", **kwargs).spec
+    depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
+    grid, _, _ = launch.gemm(spec.batch, spec.groups, spec.out_channels_per_group,
+                             spec.out_height * spec.out_width, depth, run.multiprocessors())
+    assert grid[2] > 1
+    got = numbaconv.conv2d(cuda.to_device(x), cuda.to_device(w), cuda.to_device(b), algorithm="cuda_grouped",
+                           **kwargs)
+    assert_matches_reference(got.copy_to_host(), x, w, b, **kwargs)
+
+
 def test_layouts_views_unbatched_empty_and_out(rng):
     x, w, b = problem(rng, (2, 4, 6, 8), (4, 2, 3, 3), np.float64)
     kwargs = dict(groups=2, padding=1)
