@@ -157,6 +157,8 @@ def main(argv=None) -> int:
     parser.add_argument("--time", action="store_true")
     parser.add_argument("--ncu", action="store_true")
     parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--only", help="comma list of contenders to keep (numbaconv, cudnn_nchw, "
+                                       "cudnn_channels_last, cublas); default all")
     parser.add_argument("--json")
     parser.add_argument("--summarize-ncu", nargs="+", metavar="NCU_OUTPUT",
                         help="only condense these ncu outputs (see --ncu) into the CSV named by --csv")
@@ -189,6 +191,8 @@ def main(argv=None) -> int:
     rows = []
     for layer, batch in problems:
         spec, (x, weight, bias, kwargs), calls, results = contenders(layer, batch, args.dtype, torch, cupy)
+        if args.only:
+            calls = {name: call for name, call in calls.items() if name in args.only.split(",")}
         for call in calls.values():  # compile, plan, cuDNN's algorithm search
             call()
         cuda.synchronize()

@@ -9,10 +9,13 @@ several blocks.
 
 from __future__ import annotations
 
+import functools
 import os
 
 
+@functools.cache
 def simulated() -> bool:
+    """Whether Numba's CUDA simulator runs the kernels (NUMBA_ENABLE_CUDASIM=1, which Numba reads once too)."""
     return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 

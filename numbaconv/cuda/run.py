@@ -120,6 +120,11 @@ def _wrap_like(result, like):
 def conv2d(x, weight, bias, stride, padding, dilation, groups, *, padding_mode, activation, layout, out,
            algorithm, device, stream):
     """The device path of `numbaconv.conv2d` (called by it; arguments as there)."""
+    key = _call_key(x, weight, bias, out, stride, padding, dilation, groups, padding_mode, activation, layout,
+                    algorithm, device, stream)
+    prepared = _PREPARED.get(key) if key is not None else None
+    if prepared is not None:
+        return prepared(x, weight, bias, out)
     arrays = dict(zip(ARRAY_NAMES, (x, weight, bias, out)))
     present = {name: value for name, value in arrays.items() if value is not None}
     on_device = {name for name, value in present.items() if is_cuda_array(value)}
@@ -172,9 +177,66 @@ def conv2d(x, weight, bias, stride, padding, dilation, groups, *, padding_mode, 
         result = cuda.device_array(spec.out_shape, dtype, stream=launch_stream)
     if math.prod(spec.out_shape):
         bias_values = db if db is not None else cuda.to_device(np.zeros(spec.out_channels, dtype), stream=launch_stream)
+        if key is not None and not any(spec.kernel_view[1]) and chosen.name in _LAUNCHERS:
+            prepared = _Prepared(spec, _LAUNCHERS[chosen.name](kernel_spec), launch_stream,
+                                 bias_values if db is None else None)
+            if len(_PREPARED) >= PREPARED_CALLS:
+                _PREPARED.clear()
+            _PREPARED[key] = prepared
+            return prepared(dx, dw, db, result)
         chosen.run(kernel_spec, kernel_input(nchw_view(dx, spec), spec, launch_stream), dw, bias_values,
                    nchw_view(result, spec), launch_stream)
     return out if out is not None else _wrap_like(result, x)
+
+
+# ---- repeated calls ------------------------------------------------------------------------------------
+# A call on Numba device arrays whose shapes, strides, dtypes and arguments were seen before skips the
+# validation, the dispatcher and the launch arithmetic: _PREPARED maps the call's key to a _Prepared that
+# checks only what can differ between such calls (out's overlap with the inputs) and launches.
+PREPARED_CALLS = 256  # entries kept (cleared when full)
+_PREPARED: dict = {}
+
+
+def _call_key(x, weight, bias, out, stride, padding, dilation, groups, padding_mode, activation, layout, algorithm,
+              device, stream):
+    """The cache key of a call on Numba device arrays on their own stream, or None (not cacheable)."""
+    if stream is not None or device == "cpu":
+        return None
+    described = []
+    for array in (x, weight, bias, out):
+        if array is None:
+            described.append(None)
+        elif type(array).__module__.split(".")[0] not in ("numba", "numba_cuda") or not hasattr(array, "stream"):
+            return None  # CuPy and torch arrays are wrapped per call (their streams are looked up per call too)
+        else:
+            described.append((array.shape, array.strides, array.dtype))
+    try:
+        key = (*described, id(x.stream) if x.stream else 0, stride, padding, dilation, groups, padding_mode,
+               activation, layout, algorithm)
+        hash(key)
+    except TypeError:  # a list among the arguments: not cached
+        return None
+    return key
+
+
+class _Prepared:
+    """One cached call: the spec, the kernel's launcher, the stream, a zero bias when the call has none."""
+
+    def __init__(self, spec: ConvSpec, launcher, stream, zero_bias):
+        self.spec, self.launcher, self.stream, self.zero_bias = spec, launcher, stream, zero_bias
+
+    def __call__(self, x, weight, bias, out):
+        spec = self.spec
+        if out is None:
+            result = cuda.device_array(spec.out_shape, spec.dtype, stream=self.stream)
+        else:
+            result = out
+            for name, array in (("x", x), ("weight", weight), ("bias", bias)):
+                if array is not None and _overlap(result, array):
+                    raise ValueError(f"out must not overlap an input, but it shares memory with {name}")
+        self.launcher(nchw_view(x, spec), weight, self.zero_bias if bias is None else bias, nchw_view(result, spec),
+                      self.stream)
+        return result
 
 
 def available_or_raise() -> None:
@@ -235,21 +297,33 @@ def multiprocessors() -> int:
 _MULTIPROCESSORS: dict = {}
 
 
-def run_gemm(spec: ConvSpec, x, weight, bias, out, stream):
+def gemm_launcher(spec: ConvSpec):
+    """launch(x, weight, bias, out, stream) of the implicit GEMM for ``spec`` (batched NCHW views), its grid,
+    split-K slices and scalar arguments worked out once."""
     from .gemm import KERNELS, SPLIT_SUM
 
-    x, pad_top, pad_left = _padded(spec, x, stream)
-    n, c_out, h_out, w_out = out.shape
+    n, c_out, h_out, w_out = spec.batch, spec.out_channels, spec.out_height, spec.out_width  # the NCHW view's
     depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
     grid, block, slice_depth = launch.gemm(n, spec.groups, c_out // spec.groups, h_out * w_out, depth,
                                            multiprocessors())
     slices = grid[2]
-    target = out if slices == 1 else cuda.device_array((slices * n, c_out, h_out, w_out), out.dtype, stream=stream)
-    KERNELS[spec.dtype.name][grid, block, stream](x, weight, bias, target, spec.groups, *spec.stride, pad_top,
-                                                  pad_left, *spec.dilation, spec.activation_code, slice_depth)
-    if slices > 1:
-        blocks, threads = launch.elements(out.size)
-        SPLIT_SUM[spec.dtype.name][blocks, threads, stream](target, bias, out, spec.activation_code)
+    kernel, split_sum = KERNELS[spec.dtype.name], SPLIT_SUM[spec.dtype.name]
+    sum_grid, sum_block = launch.elements(n * c_out * h_out * w_out)
+    code = spec.activation_code
+
+    def run(x, weight, bias, out, stream):
+        x, pad_top, pad_left = _padded(spec, x, stream)
+        target = out if slices == 1 else cuda.device_array((slices * n, c_out, h_out, w_out), out.dtype, stream=stream)
+        kernel[grid, block, stream](x, weight, bias, target, spec.groups, *spec.stride, pad_top, pad_left,
+                                    *spec.dilation, code, slice_depth)
+        if slices > 1:
+            split_sum[sum_grid, sum_block, stream](target, bias, out, code)
+
+    return run
+
+
+def run_gemm(spec: ConvSpec, x, weight, bias, out, stream):
+    gemm_launcher(spec)(x, weight, bias, out, stream)
 
 
 def depthwise_unsupported(spec: ConvSpec) -> str | None:
@@ -266,13 +340,27 @@ def depthwise_unsupported(spec: ConvSpec) -> str | None:
     return None
 
 
-def run_depthwise(spec: ConvSpec, x, weight, bias, out, stream):
+def depthwise_launcher(spec: ConvSpec):
+    """launch(x, weight, bias, out, stream) of the depthwise kernel for ``spec``, its tile and grid worked out once."""
     from .depthwise import KERNELS
 
-    x, pad_top, pad_left = _padded(spec, x, stream)
-    n, c_out, h_out, w_out = out.shape
+    n, c_out, h_out, w_out = spec.batch, spec.out_channels, spec.out_height, spec.out_width  # the NCHW view's
     tile = launch.depthwise_tile(h_out, w_out, (spec.kernel_height, spec.kernel_width), spec.stride, spec.dilation,
                                  c_out)
     grid, block = launch.depthwise(n, c_out, h_out, w_out, tile)
-    KERNELS[spec.dtype.name][grid, block, stream](x, weight, bias, out, spec.channel_multiplier, *spec.stride,
-                                                  pad_top, pad_left, *spec.dilation, spec.activation_code, *tile)
+    kernel = KERNELS[spec.dtype.name]
+    code, multiplier = spec.activation_code, spec.channel_multiplier
+
+    def run(x, weight, bias, out, stream):
+        x, pad_top, pad_left = _padded(spec, x, stream)
+        kernel[grid, block, stream](x, weight, bias, out, multiplier, *spec.stride, pad_top, pad_left, *spec.dilation,
+                                    code, *tile)
+
+    return run
+
+
+def run_depthwise(spec: ConvSpec, x, weight, bias, out, stream):
+    depthwise_launcher(spec)(x, weight, bias, out, stream)
+
+
+_LAUNCHERS = {"cuda_pointwise": gemm_launcher, "cuda_grouped": gemm_launcher, "cuda_depthwise": depthwise_launcher}

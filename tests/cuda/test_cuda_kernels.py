@@ -129,6 +129,40 @@ def test_layouts_views_unbatched_empty_and_out(rng):
         numbaconv.conv2d(d_x, cuda.to_device(w), out=cuda.device_array((2, 4, 6, 7)), **kwargs)
 
 
+def test_repeated_calls_skip_validation_but_not_safety(rng):
+    """A repeated call on Numba arrays runs a prepared launch (cuda/run.py, _PREPARED): the same results, one entry
+    per distinct call, and out's overlap with an input still refused."""
+    from numbaconv.cuda import run
+
+    run._PREPARED.clear()
+    x, w, b = problem(rng, (2, 4, 6, 5), (6, 2, 3, 3), np.float32)
+    kwargs = dict(groups=2, padding=1, activation="relu")
+    d_x, d_w, d_b = cuda.to_device(x), cuda.to_device(w), cuda.to_device(b)
+    for _ in range(3):
+        assert_matches_reference(numbaconv.conv2d(d_x, d_w, d_b, **kwargs).copy_to_host(), x, w, b, **kwargs)
+        assert_matches_reference(numbaconv.conv2d(d_x, d_w, None, **kwargs).copy_to_host(), x, w, None, **kwargs)
+    assert len(run._PREPARED) == 2  # with and without a bias
+    out = cuda.device_array((2, 6, 6, 5), np.float32)
+    for _ in range(2):
+        assert numbaconv.conv2d(d_x, d_w, d_b, out=out, **kwargs) is out
+        assert_matches_reference(out.copy_to_host(), x, w, b, **kwargs)
+    x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    for _ in range(2):  # NHWC: a strided view per call, the same prepared launch
+        got = numbaconv.conv2d(cuda.to_device(x_nhwc), d_w, d_b, layout="NHWC", **kwargs).copy_to_host()
+        assert_matches_reference(got.transpose(0, 3, 1, 2), x, w, b, **kwargs)
+    assert len(run._PREPARED) == 4
+    square = cuda.to_device(rng.standard_normal((1, 4, 5, 5)).astype(np.float32))
+    pointwise = cuda.to_device(rng.standard_normal((4, 4, 1, 1)).astype(np.float32))
+    entries = len(run._PREPARED)
+    numbaconv.conv2d(square, pointwise, out=cuda.device_array_like(square))
+    assert len(run._PREPARED) == entries + 1
+    with pytest.raises(ValueError, match="out must not overlap an input, but it shares memory with x"):
+        numbaconv.conv2d(square, pointwise, out=square)  # the same key: prepared, and still checked
+    assert len(run._PREPARED) == entries + 1
+    with pytest.raises(ValueError, match="groups"):  # a new argument is validated, not looked up
+        numbaconv.conv2d(d_x, d_w, d_b, groups=3)
+
+
 def test_numba_arrays_round_trip_on_the_device(rng):
     x, w, b = problem(rng, (1, 4, 5, 5), (4, 1, 3, 3), np.float32)
     d_x = cuda.to_device(x)
