@@ -170,14 +170,14 @@ def _cuda_depthwise_unsupported(spec):
 
 
 register(Algorithm("cuda_pointwise", "cuda", "pointwise",
-                   "tiled GEMM: 64 channels x 64 pixels per block in shared memory, 4x4 outputs per thread in "
-                   "registers, coalesced along pixels", _needs_pointwise, _cuda("run_gemm")))
+                   "tiled GEMM: 64 channels x 64 pixels per block, double-buffered shared memory, 4x4 outputs per "
+                   "thread in registers, split-K for small grids", _needs_pointwise, _cuda("run_gemm")))
 register(Algorithm("cuda_depthwise", "cuda", "depthwise",
-                   "block per (image, channel, spatial tile): input tile + halo and the filter in shared memory, "
-                   "several outputs per thread", _cuda_depthwise_unsupported, _cuda("run_depthwise")))
+                   "block per (image, spatial tile, channels): input tiles + halo and filters in shared memory, "
+                   "a strip of 4 outputs per thread", _cuda_depthwise_unsupported, _cuda("run_depthwise")))
 register(Algorithm("cuda_grouped", "cuda", "grouped",
-                   "implicit GEMM per group, input patches gathered into shared memory (no im2col in global "
-                   "memory); serves any convolution", _any, _cuda("run_gemm")))
+                   "implicit GEMM per group, input patches gathered into double-buffered shared memory (no im2col "
+                   "in global memory), split-K for small grids; serves any convolution", _any, _cuda("run_gemm")))
 
 
 def workspace_budget() -> int:

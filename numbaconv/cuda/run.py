@@ -178,10 +178,10 @@ def conv2d(x, weight, bias, stride, padding, dilation, groups, *, padding_mode, 
     if math.prod(spec.out_shape):
         bias_values = db if db is not None else cuda.to_device(np.zeros(spec.out_channels, dtype), stream=launch_stream)
         if key is not None and not any(spec.kernel_view[1]) and chosen.name in _LAUNCHERS:
-            prepared = _Prepared(spec, _LAUNCHERS[chosen.name](kernel_spec), launch_stream,
+            prepared = _Prepared(spec, _LAUNCHERS[chosen.name](kernel_spec, keep=True), launch_stream,
                                  bias_values if db is None else None)
             if len(_PREPARED) >= PREPARED_CALLS:
-                _PREPARED.clear()
+                _forget_prepared()
             _PREPARED[key] = prepared
             return prepared(dx, dw, db, result)
         chosen.run(kernel_spec, kernel_input(nchw_view(dx, spec), spec, launch_stream), dw, bias_values,
@@ -297,9 +297,11 @@ def multiprocessors() -> int:
 _MULTIPROCESSORS: dict = {}
 
 
-def gemm_launcher(spec: ConvSpec):
+def gemm_launcher(spec: ConvSpec, keep: bool = False):
     """launch(x, weight, bias, out, stream) of the implicit GEMM for ``spec`` (batched NCHW views), its grid,
-    split-K slices and scalar arguments worked out once."""
+    split-K slices and scalar arguments worked out once.  With ``keep`` (a prepared call, whose stream is fixed)
+    the split-K partial sums go to a buffer allocated on the first launch and reused (launches on one stream run
+    in order), while the kept buffers stay under KEPT_WORKSPACE_BYTES in all; else to a fresh one per launch."""
     from .gemm import KERNELS, SPLIT_SUM
 
     n, c_out, h_out, w_out = spec.batch, spec.out_channels, spec.out_height, spec.out_width  # the NCHW view's
@@ -311,15 +313,31 @@ def gemm_launcher(spec: ConvSpec):
     sum_grid, sum_block = launch.elements(n * c_out * h_out * w_out)
     code = spec.activation_code
 
+    partial_shape = (slices * n, c_out, h_out, w_out)
+    kept = []
+
     def run(x, weight, bias, out, stream):
+        global _kept_workspace_bytes
         x, pad_top, pad_left = _padded(spec, x, stream)
-        target = out if slices == 1 else cuda.device_array((slices * n, c_out, h_out, w_out), out.dtype, stream=stream)
+        if slices == 1:
+            target = out
+        elif kept:
+            target = kept[0]
+        else:
+            target = cuda.device_array(partial_shape, out.dtype, stream=stream)
+            if keep and _kept_workspace_bytes + target.nbytes <= KEPT_WORKSPACE_BYTES:
+                _kept_workspace_bytes += target.nbytes
+                kept.append(target)
         kernel[grid, block, stream](x, weight, bias, target, spec.groups, *spec.stride, pad_top, pad_left,
                                     *spec.dilation, code, slice_depth)
         if slices > 1:
             split_sum[sum_grid, sum_block, stream](target, bias, out, code)
 
     return run
+
+
+KEPT_WORKSPACE_BYTES = 64 << 20  # split-K partial-sum buffers kept by prepared calls, in all
+_kept_workspace_bytes = 0
 
 
 def run_gemm(spec: ConvSpec, x, weight, bias, out, stream):
@@ -340,8 +358,9 @@ def depthwise_unsupported(spec: ConvSpec) -> str | None:
     return None
 
 
-def depthwise_launcher(spec: ConvSpec):
-    """launch(x, weight, bias, out, stream) of the depthwise kernel for ``spec``, its tile and grid worked out once."""
+def depthwise_launcher(spec: ConvSpec, keep: bool = False):
+    """launch(x, weight, bias, out, stream) of the depthwise kernel for ``spec``, its tile and grid worked out once
+    (``keep``: as gemm_launcher's; this kernel has no workspace)."""
     from .depthwise import KERNELS
 
     n, c_out, h_out, w_out = spec.batch, spec.out_channels, spec.out_height, spec.out_width  # the NCHW view's
@@ -364,3 +383,10 @@ def run_depthwise(spec: ConvSpec, x, weight, bias, out, stream):
 
 
 _LAUNCHERS = {"cuda_pointwise": gemm_launcher, "cuda_grouped": gemm_launcher, "cuda_depthwise": depthwise_launcher}
+
+
+def _forget_prepared() -> None:
+    """Drop every prepared call, and with them the split-K buffers they kept."""
+    global _kept_workspace_bytes
+    _PREPARED.clear()
+    _kept_workspace_bytes = 0

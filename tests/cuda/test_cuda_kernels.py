@@ -79,12 +79,13 @@ def test_padding_modes_and_activations(rng, padding_mode, activation):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", [
-    ((1, 16, 2, 2), (3, 16, 3, 3), dict(padding=1, activation="relu")),  # one block, 144-deep: 4 slices
-    ((1, 12, 3, 1), (4, 6, 1, 1), dict(groups=2, activation="hardswish")),  # grouped, 6-deep: 2 slices
-    ((1, 9, 2, 3), (5, 9, 2, 2), dict(padding=(0, 1), dilation=(1, 2))),  # 36-deep, the last slice short
+    ((1, 16, 2, 2), (3, 16, 3, 3), dict(padding=1, activation="relu")),  # one block, 144-deep
+    ((1, 256, 3, 1), (4, 128, 1, 1), dict(groups=2, activation="hardswish")),  # grouped, 128-deep
+    ((1, 36, 2, 3), (5, 36, 2, 2), dict(padding=(0, 1), dilation=(1, 2))),  # 144-deep: a GPU's last slice short
 ])
 def test_split_k_slices_add_up_in_order(rng, x_shape, w_shape, kwargs, dtype):
-    """Grids too small for the GPU split the reduction (launch.gemm); the slices' sums, bias and activation."""
+    """Grids too small for the GPU split the reduction (launch.gemm); the slices' sums, bias and activation.
+    Deep enough to split with the GPU's tiles (16-deep steps, at least 4 per slice) and the simulator's."""
     from numbaconv.cuda import launch, run
 
     x, w, b = problem(rng, x_shape, w_shape, dtype)
@@ -93,9 +94,12 @@ def test_split_k_slices_add_up_in_order(rng, x_shape, w_shape, kwargs, dtype):
     grid, _, _ = launch.gemm(spec.batch, spec.groups, spec.out_channels_per_group,
                              spec.out_height * spec.out_width, depth, run.multiprocessors())
     assert grid[2] > 1
-    got = numbaconv.conv2d(cuda.to_device(x), cuda.to_device(w), cuda.to_device(b), algorithm="cuda_grouped",
-                           **kwargs)
-    assert_matches_reference(got.copy_to_host(), x, w, b, **kwargs)
+    run._forget_prepared()
+    d_x, d_w, d_b = cuda.to_device(x), cuda.to_device(w), cuda.to_device(b)
+    for _ in range(2):  # the second call is prepared and reuses the first's partial-sum buffer
+        got = numbaconv.conv2d(d_x, d_w, d_b, algorithm="cuda_grouped", **kwargs)
+        assert_matches_reference(got.copy_to_host(), x, w, b, **kwargs)
+        assert run._kept_workspace_bytes == grid[2] * np.dtype(dtype).itemsize * got.size
 
 
 def test_layouts_views_unbatched_empty_and_out(rng):
@@ -134,7 +138,7 @@ def test_repeated_calls_skip_validation_but_not_safety(rng):
     per distinct call, and out's overlap with an input still refused."""
     from numbaconv.cuda import run
 
-    run._PREPARED.clear()
+    run._forget_prepared()
     x, w, b = problem(rng, (2, 4, 6, 5), (6, 2, 3, 3), np.float32)
     kwargs = dict(groups=2, padding=1, activation="relu")
     d_x, d_w, d_b = cuda.to_device(x), cuda.to_device(w), cuda.to_device(b)
