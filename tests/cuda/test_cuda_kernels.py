@@ -66,6 +66,44 @@ def test_every_serving_kernel_matches_the_reference(rng, x_shape, w_shape, kwarg
         assert_matches_reference(got.copy_to_host(), x, w, b, **kwargs)
 
 
+def test_random_configurations(rng):
+    """A seeded random sample over the forward options for every kernel that serves it (the simulator is too slow
+    for hypothesis's count): groups, depthwise multipliers, strides, dilations, paddings and their modes,
+    activations, odd sizes, NHWC and strided views, both dtypes; deep reductions reach split-K."""
+    for _ in range(20):
+        groups = int(rng.choice([1, 2, 3, 4]))
+        depthwise = bool(rng.integers(2))
+        cin = groups * (1 if depthwise else int(rng.integers(1, 6)))
+        cout = groups * int(rng.integers(1, 4))
+        kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        kwargs = dict(groups=groups, stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
+                      dilation=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
+                      padding=(int(rng.integers(0, 3)), int(rng.integers(0, 3))),
+                      padding_mode=str(rng.choice(["zeros", "zeros", "reflect", "replicate", "circular"])),
+                      activation=rng.choice([None, "relu", "relu6", "silu", "hardswish"]))
+        height = (kh - 1) * kwargs["dilation"][0] + 1 + int(rng.integers(0, 7))
+        width = (kw - 1) * kwargs["dilation"][1] + 1 + int(rng.integers(0, 7))
+        height, width = max(height, kwargs["padding"][0] + 1), max(width, kwargs["padding"][1] + 1)
+        dtype = rng.choice(DTYPES)
+        x_shape, w_shape = (int(rng.integers(1, 3)), cin, height, width), (cout, cin // groups, kh, kw)
+        x, w, b = problem(rng, x_shape, w_shape, dtype)
+        x *= 4  # reach the activations' bends
+        expected = numbaconv.reference.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                                              **kwargs)
+        nhwc = bool(rng.integers(2))
+        strided = bool(rng.integers(2))
+        host = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if nhwc else x
+        d_x = cuda.to_device(np.repeat(host, 2, axis=-1))[..., ::2] if strided else cuda.to_device(host)
+        for name in serving(x_shape, w_shape, **kwargs):
+            got = numbaconv.conv2d(d_x, cuda.to_device(w), cuda.to_device(b), algorithm=name,
+                                   layout="NHWC" if nhwc else "NCHW", **kwargs).copy_to_host()
+            if nhwc:
+                got = got.transpose(0, 3, 1, 2)
+            tolerance = 1e-4 if dtype == np.float32 else 1e-10
+            scale = max(1.0, float(np.abs(expected).max()))
+            assert np.abs(got - expected).max() <= tolerance * scale, (name, x_shape, w_shape, kwargs, nhwc, strided)
+
+
 @pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
 @pytest.mark.parametrize("activation", [None, "relu", "relu6", "silu", "hardswish"])
 def test_padding_modes_and_activations(rng, padding_mode, activation):
