@@ -9,14 +9,6 @@ out="${1:?usage: gpu_check.sh OUTDIR}"
 mkdir -p "$out"
 log="$out/log.txt"
 source benchmarks/gpu_env.sh >> "$log"
-step() {  # step LIMIT NAME command...: run under a time limit, everything into log.txt
-    local limit=$1 name=$2 start=$SECONDS
-    shift 2
-    echo "=== $name (limit ${limit}s)" >> "$log"
-    timeout "$limit" "$@" >> "$log" 2>&1
-    local rc=$?
-    echo "=== $name: rc=$rc in $((SECONDS - start))s" | tee -a "$log"
-}
 step 10 environment bash -c 'nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv; date -u'
 step 80 tests python3 -m pytest -q -p no:cacheprovider -m cuda tests/cuda tests/test_torch_bridge.py
 step 70 kernels python3 benchmarks/gpu_kernels.py --suite default --batch 1,32 --time --json "$out/kernels.json"

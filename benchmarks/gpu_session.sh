@@ -12,14 +12,6 @@ out="${1:?usage: gpu_session.sh OUTDIR}"
 mkdir -p "$out"
 log="$out/log.txt"
 source benchmarks/gpu_env.sh >> "$log"
-step() {  # step LIMIT NAME command...: run under a time limit, everything into log.txt
-    local limit=$1 name=$2 start=$SECONDS
-    shift 2
-    echo "=== $name (limit ${limit}s)" >> "$log"
-    timeout "$limit" "$@" >> "$log" 2>&1
-    local rc=$?
-    echo "=== $name: rc=$rc in $((SECONDS - start))s" | tee -a "$log"
-}
 step 20 environment bash -c 'nvidia-smi; date -u; python3 -m pip list 2>/dev/null |
     grep -iE "^(numba|numba-cuda|llvmlite|numpy|torch|cupy-cuda13x|pytest|hypothesis) "; ncu --version
     python3 -c "import sitecustomize; print(\"sitecustomize:\", sitecustomize.__file__)"'
