@@ -10,7 +10,8 @@ How they run on the CPU, reusing the forward kernels where the algebra allows:
 
 * **grad input** is a convolution of ``grad_output`` with the flipped, channel-transposed weight
   (a "full" correlation: padded by the dilated kernel extent minus 1, the grad zero-upsampled by
-  the stride first).  It runs through `numbaconv.conv2d`, so depthwise layers use the
+  the stride first).  For a stride-1 layer with equal zero padding on both sides the crop back to
+  the input is folded into that convolution's padding, and it runs in the caller's layout.  It runs through `numbaconv.conv2d`, so depthwise layers use the
   depthwise kernel and the others the grouped/BLAS kernels; then the padding's adjoint
   (crop, or fold the border back for reflect/replicate/circular).
 * **grad weight**, dense and grouped: one batched BLAS product per image,
@@ -97,10 +98,37 @@ def conv2d_grad_input(input_shape, weight, grad_output, stride=1, padding=0, dil
                                                   groups, padding_mode, layout)
     if 0 in (spec.batch, spec.in_channels, spec.in_height, spec.in_width):
         return input_like(np.zeros((spec.batch, spec.in_channels, spec.in_height, spec.in_width), spec.dtype), spec)
+    direct = _grad_input_direct(spec, weight, grad_output)
+    if direct is not None:
+        return direct
     kernel_spec = spec.kernel_view[0]  # degenerate geometry: the gradient of the gathered input, carried back
     grad_padded = _grad_padded_input(kernel_spec, weight, arrays.to_nchw(grad_output, spec))
     grad_gathered = arrays.unpad_adjoint(grad_padded, kernel_spec)
     return input_like(arrays.kernel_input_adjoint(grad_gathered, spec), spec)
+
+
+def _transposed_weight(spec: ConvSpec, weight: np.ndarray) -> np.ndarray:
+    """weight (G*Cog, Cig, kH, kW) -> flipped taps, per group (Cig outputs, Cog inputs): (G*Cig, Cog, kH, kW), the
+    weight of the convolution whose forward is the input gradient."""
+    groups, cog, cig = spec.groups, spec.out_channels_per_group, spec.in_channels_per_group
+    return np.ascontiguousarray(
+        weight.reshape(groups, cog, cig, spec.kernel_height, spec.kernel_width)[:, :, :, ::-1, ::-1]
+        .transpose(0, 2, 1, 3, 4).reshape(spec.in_channels, cog, spec.kernel_height, spec.kernel_width))
+
+
+def _grad_input_direct(spec: ConvSpec, weight: np.ndarray, grad_output: np.ndarray):
+    """The input gradient of a stride-1 layer with zero padding equal on both sides (most layers) as one
+    convolution straight into the caller's layout: the "full" correlation's crop to the input folded into its
+    padding (extent - 1 - padding per side), so no padded intermediate, crop, or layout copy.  None otherwise."""
+    top, bottom, left, right = spec.padding
+    extent_h = (spec.kernel_height - 1) * spec.dilation[0] + 1
+    extent_w = (spec.kernel_width - 1) * spec.dilation[1] + 1
+    if (spec.stride != (1, 1) or (spec.has_padding and spec.padding_mode != "zeros") or any(spec.kernel_view[1])
+            or top != bottom or left != right or top > extent_h - 1 or left > extent_w - 1
+            or 0 in (spec.out_channels, spec.out_height, spec.out_width)):
+        return None
+    return api.conv2d(grad_output, _transposed_weight(spec, weight), None, 1, (extent_h - 1 - top, extent_w - 1 - left),
+                      spec.dilation, spec.groups, layout=spec.layout)
 
 
 def _grad_padded_input(spec: ConvSpec, weight: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
@@ -118,12 +146,8 @@ def _grad_padded_input(spec: ConvSpec, weight: np.ndarray, grad_output: np.ndarr
         upsampled = np.zeros((spec.batch, spec.out_channels, (spec.out_height - 1) * sh + 1,
                               (spec.out_width - 1) * sw + 1), spec.dtype)
         upsampled[:, :, ::sh, ::sw] = grad_output
-    groups, cog, cig = spec.groups, spec.out_channels_per_group, spec.in_channels_per_group
-    # weight (G*Cog, Cig, kH, kW) -> flipped taps, per group (Cig outputs, Cog inputs): (G*Cig, Cog, kH, kW)
-    transposed = np.ascontiguousarray(
-        weight.reshape(groups, cog, cig, spec.kernel_height, spec.kernel_width)[:, :, :, ::-1, ::-1]
-        .transpose(0, 2, 1, 3, 4).reshape(spec.in_channels, cog, spec.kernel_height, spec.kernel_width))
-    full = api.conv2d(upsampled, transposed, None, 1, (extent_h - 1, extent_w - 1), spec.dilation, groups)
+    full = api.conv2d(upsampled, _transposed_weight(spec, weight), None, 1, (extent_h - 1, extent_w - 1),
+                      spec.dilation, spec.groups)
     if full.shape[2:] == (padded_height, padded_width):
         return full
     # the last rows/columns that no output read (when the stride does not divide the extent) get zero gradient
