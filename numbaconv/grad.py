@@ -11,7 +11,8 @@ How they run on the CPU, reusing the forward kernels where the algebra allows:
 * **grad input** is a convolution of ``grad_output`` with the flipped, channel-transposed weight
   (a "full" correlation: padded by the dilated kernel extent minus 1, the grad zero-upsampled by
   the stride first).  For a stride-1 layer with equal zero padding on both sides the crop back to
-  the input is folded into that convolution's padding, and it runs in the caller's layout.  It runs through `numbaconv.conv2d`, so depthwise layers use the
+  the input is folded into that convolution's padding, and it runs in the caller's layout; a strided
+  depthwise layer with zero padding has a one-pass kernel (`_depthwise_grad_input_kernel`).  It runs through `numbaconv.conv2d`, so depthwise layers use the
   depthwise kernel and the others the grouped/BLAS kernels; then the padding's adjoint
   (crop, or fold the border back for reflect/replicate/circular).
 * **grad weight**, dense and grouped: one batched BLAS product per image,
@@ -32,6 +33,7 @@ from numba import prange
 from . import api, arrays
 from .cpu import grouped as cpu_grouped
 from .cpu.twins import Twins
+from .config import FASTMATH
 from .spec import ConvSpec, check_dtypes
 
 _U = np.uint64
@@ -101,6 +103,9 @@ def conv2d_grad_input(input_shape, weight, grad_output, stride=1, padding=0, dil
     direct = _grad_input_direct(spec, weight, grad_output)
     if direct is not None:
         return direct
+    if spec.is_depthwise and spec.stride != (1, 1) and (spec.padding_mode == "zeros" or not spec.has_padding) \
+            and not any(spec.kernel_view[1]) and spec.out_height and spec.out_width:
+        return input_like(_depthwise_grad_input(spec, weight, arrays.to_nchw(grad_output, spec)), spec)
     kernel_spec = spec.kernel_view[0]  # degenerate geometry: the gradient of the gathered input, carried back
     grad_padded = _grad_padded_input(kernel_spec, weight, arrays.to_nchw(grad_output, spec))
     grad_gathered = arrays.unpad_adjoint(grad_padded, kernel_spec)
@@ -129,6 +134,93 @@ def _grad_input_direct(spec: ConvSpec, weight: np.ndarray, grad_output: np.ndarr
         return None
     return api.conv2d(grad_output, _transposed_weight(spec, weight), None, 1, (extent_h - 1 - top, extent_w - 1 - left),
                       spec.dilation, spec.groups, layout=spec.layout)
+
+
+def _depthwise_grad_input_kernel(grad_output, weight, grad, multiplier, stride_h, dilation_h, pad_top, pad_left,
+                                 stride_w, tap_phase, tap_shift, phase_offset, phase_first, phase_length):
+    """grad[n, c] = sum over the channel's m outputs and taps of grad_output scattered back through the strided,
+    dilated, zero-padded window, gathered row by row (no zero-upsampled gradient, no padded intermediate).
+
+    Input row ih (padded row ph = ih + top) receives tap row i from output row (ph - i*dh) / sh when that divides.
+    Along a row, padded column pw = b + sw*q has phase b = pw mod sw; tap column j reads phase
+    tap_phase[j] (b = j*dw mod sw) and adds weight * grad_output[.., q - tap_shift[j]] (shift j*dw // sw) to
+    acc[phase, q - phase_first[phase]]: a contiguous, vectorizable loop.  Each phase row covers only the q whose
+    column lies inside x (phase_first, phase_length: at most W / sw + 1 of them, whatever the padding and the
+    stride), and is interleaved into the input row once.  One task per (image, input channel) owns its plane."""
+    n_images, out_channels, out_height, out_width = grad_output.shape
+    in_channels, height, width = grad.shape[1], grad.shape[2], grad.shape[3]
+    kernel_h, kernel_w = weight.shape[2], weight.shape[3]
+    phases = len(phase_offset)
+    longest = 0
+    for p in range(phases):
+        longest = max(longest, phase_length[p])
+    for task in prange(n_images * in_channels):
+        n = task // in_channels
+        c = task % in_channels
+        acc = np.empty((phases, longest), grad.dtype)
+        for ih in range(height):
+            acc[:, :] = 0
+            padded_row = ih + pad_top
+            for i in range(kernel_h):
+                source = padded_row - i * dilation_h
+                if source < 0 or source % stride_h != 0 or source // stride_h >= out_height:
+                    continue
+                oh = source // stride_h
+                for m in range(multiplier):
+                    co = c * multiplier + m
+                    row = grad_output[n, co, oh]
+                    for j in range(kernel_w):
+                        p = tap_phase[j]
+                        first, shift = phase_first[p], tap_shift[j]
+                        value = weight[co, 0, i, j]
+                        phase = acc[p]
+                        # q in [first, first + length) with 0 <= q - shift < out_width; unsigned: no wraparound
+                        for q in range(max(first, shift), min(first + phase_length[p], out_width + shift)):
+                            phase[_U(q - first)] += value * row[_U(q - shift)]
+            target = grad[n, c, ih]
+            for p in range(phases):  # interleave: phase row element r is input column offset + sw * r
+                phase = acc[p]
+                offset = phase_offset[p]
+                for r in range(phase_length[p]):
+                    target[_U(offset + stride_w * r)] = phase[_U(r)]
+
+
+_depthwise_grad_input_twins = Twins(_depthwise_grad_input_kernel, fastmath=FASTMATH)
+
+
+def _depthwise_grad_input(spec: ConvSpec, weight: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
+    """The input gradient of a strided depthwise layer with zero padding, (N, C_in, H, W), in one pass.  Every
+    input column belongs to one phase b = (column + left) mod sw; the phases are listed in full (each holds the
+    columns b - left + sw*r), and taps map to them, so the work and the buffers scale with the input."""
+    top, _, left, _ = spec.padding
+    (sh, sw), (dh, dw) = spec.stride, spec.dilation
+    width = spec.in_width
+    # the phases that hold input columns: b in [0, sw) with some column iw = b + sw*q - left in [0, width)
+    offsets, firsts, lengths, index = [], [], [], {}
+    for iw in range(min(sw, width)):  # the first sw input columns start every phase that has a column
+        b = (iw + left) % sw
+        first = (iw + left) // sw
+        index[b] = len(offsets)
+        offsets.append(iw)
+        firsts.append(first)
+        lengths.append((width - 1 - iw) // sw + 1)
+    tap_phase, tap_shift = [], []
+    for j in range(spec.kernel_width):
+        b = j * dw % sw
+        tap_phase.append(index.get(b, -1))
+        tap_shift.append(j * dw // sw)
+    if -1 in tap_phase:  # a tap whose phase holds no input column: it adds nothing, point it at an empty row
+        offsets.append(0)
+        firsts.append(0)
+        lengths.append(0)
+        tap_phase = [len(offsets) - 1 if p == -1 else p for p in tap_phase]
+    grad = np.empty((spec.batch, spec.in_channels, spec.in_height, spec.in_width), spec.dtype)
+    as_array = lambda values: np.array(values, np.int64)  # noqa: E731
+    _depthwise_grad_input_twins(grad_output.size * spec.kernel_height * spec.kernel_width,
+                                np.ascontiguousarray(grad_output), np.ascontiguousarray(weight), grad,
+                                spec.channel_multiplier, sh, dh, top, left, sw, as_array(tap_phase),
+                                as_array(tap_shift), as_array(offsets), as_array(firsts), as_array(lengths))
+    return grad
 
 
 def _grad_padded_input(spec: ConvSpec, weight: np.ndarray, grad_output: np.ndarray) -> np.ndarray:

@@ -100,6 +100,35 @@ def test_unbatched_empty_and_non_contiguous(rng):
                                                                groups=4), 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kwargs, x_shape, w_shape", [
+    (dict(stride=2, padding=1, groups=4), (2, 4, 9, 8), (4, 1, 3, 3)),
+    (dict(stride=(3, 2), padding=(2, 0), dilation=(1, 2), groups=3), (1, 3, 11, 12), (6, 1, 3, 2)),  # multiplier 2
+    (dict(stride=4, padding=(0, 3), groups=2), (1, 2, 7, 9), (2, 1, 2, 2)),  # stride beyond the kernel
+    (dict(stride=(1, 2), padding=2, dilation=2, groups=5), (1, 5, 6, 13), (5, 1, 3, 3)),
+])
+def test_strided_depthwise_input_gradient_runs_in_one_pass(monkeypatch, rng, kwargs, x_shape, w_shape, dtype):
+    """Strided depthwise layers with zero padding take the one-pass kernel (no zero-upsampled gradient), in both
+    layouts, and match the float64 reference."""
+    from numbaconv import grad
+
+    calls = []
+    original = grad._depthwise_grad_input
+    monkeypatch.setattr(grad, "_depthwise_grad_input", lambda *args: calls.append(1) or original(*args))
+    weight = rng.standard_normal(w_shape).astype(dtype)
+    out_shape = numbaconv.plan(x_shape, w_shape, **kwargs).out_shape
+    grad_output = rng.standard_normal(out_shape).astype(dtype)
+    expected = reference.conv2d_grad_input(x_shape, weight.astype(np.float64), grad_output.astype(np.float64), **kwargs)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    got = numbaconv.conv2d_grad_input(x_shape, weight, grad_output, **kwargs)
+    np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
+    n, c, h, w = x_shape
+    got = numbaconv.conv2d_grad_input((n, h, w, c), weight, np.ascontiguousarray(grad_output.transpose(0, 2, 3, 1)),
+                                      layout="NHWC", **kwargs)
+    np.testing.assert_allclose(got.transpose(0, 3, 1, 2), expected, rtol=tolerance, atol=tolerance)
+    assert len(calls) == 2
+
+
 def test_depthwise_weight_gradient_accumulates_in_float64():
     """One million float32 products per weight: a float32 accumulator would drift by ~1e-3 relative."""
     x = np.full((1, 2, 1000, 1000), 1.1, np.float32)
