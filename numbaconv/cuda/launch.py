@@ -51,7 +51,7 @@ else:
     GRAD_CHANNELS, GRAD_DEPTH, GRAD_PIXELS, GRAD_THREAD_CHANNELS, GRAD_THREAD_DEPTH = 64, 64, 16, 4, 4
     REDUCE_THREADS, ELEMENT_THREADS, GRAD_MIN_PIECE, GRAD_TARGET_BLOCKS = 256, 256, 4096, 1024
 GRAD_BLOCK = (GRAD_DEPTH // GRAD_THREAD_DEPTH, GRAD_CHANNELS // GRAD_THREAD_CHANNELS)
-# the grad-weight GEMM's launch bounds: one block per multiprocessor (it takes 185-220 registers: a cap of 128
+# the grad-weight GEMM's launch bounds: one block per multiprocessor (it takes 165-192 registers: a cap of 128
 # for two blocks spilled 88-168 bytes)
 GRAD_MIN_BLOCKS = {"float32": 1, "float64": 1}
 # depthwise: the filter is staged in shared memory; larger kernels go to the GEMM kernel
