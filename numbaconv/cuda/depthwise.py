@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from numba import cuda, float32, float64, int64
 
-from .epilogue import activation, advance
+from .epilogue import activation, advance, digits
 from .launch import (DEPTHWISE_MIN_BLOCKS, DEPTHWISE_PATCH, DEPTHWISE_ROWS, DEPTHWISE_TAPS, DEPTHWISE_THREADS,
                      bounds)
 
@@ -56,13 +56,8 @@ def _build(scalar):
             sources[thread] = (channel0 + thread) // multiplier
 
         # the filters of the block's channels: (channel slot, tap) walked with one counter each
-        tap_row = thread // kernel_w
-        slot = tap_row // kernel_h
-        tap_row -= slot * kernel_h
-        tap_column = thread - (thread // kernel_w) * kernel_w
-        step_column = DEPTHWISE_THREADS % kernel_w
-        step_row = (DEPTHWISE_THREADS // kernel_w) % kernel_h
-        step_slot = DEPTHWISE_THREADS // taps
+        slot, tap_row, tap_column = digits(thread, taps, kernel_w)
+        step_slot, step_row, step_column = digits(DEPTHWISE_THREADS, taps, kernel_w)
         for e in range(thread, block_channels * taps, DEPTHWISE_THREADS):
             channel = channel0 + slot
             value = zero
@@ -76,13 +71,8 @@ def _build(scalar):
         # the input tiles: (channel slot, patch row, patch column), the same way
         top = row0 * stride_h - pad_top
         left = column0 * stride_w - pad_left
-        row = thread // patch_columns
-        slot = row // patch_rows
-        row -= slot * patch_rows
-        column = thread - (thread // patch_columns) * patch_columns
-        step_column = DEPTHWISE_THREADS % patch_columns
-        step_row = (DEPTHWISE_THREADS // patch_columns) % patch_rows
-        step_slot = DEPTHWISE_THREADS // plane
+        slot, row, column = digits(thread, plane, patch_columns)
+        step_slot, step_row, step_column = digits(DEPTHWISE_THREADS, plane, patch_columns)
         for e in range(thread, block_channels * plane, DEPTHWISE_THREADS):
             channel = channel0 + slot
             ih, iw = top + row, left + column

@@ -37,6 +37,17 @@ def activation(scalar):
 
 
 @cuda.jit(device=True, inline=True, cache=True)
+def digits(index, plane, columns):
+    """A flat index -> its digits (outer, row, column) in the radix (any, plane // columns, columns), plane being
+    rows * columns: an (image, output row, column) of a reduction over pixels, an (input channel, kernel row,
+    kernel column) of a reduction index, the starting point and the step that `advance` adds."""
+    outer = index // plane
+    rest = index - outer * plane
+    row = rest // columns
+    return outer, row, rest - row * columns
+
+
+@cuda.jit(device=True, inline=True, cache=True)
 def advance(outer, row, column, step_outer, step_row, step_column, rows, columns):
     """The digits (outer, row, column) of a flat index in the radix (any, rows, columns) -> those of the
     index plus a constant step whose own digits are (step_outer, step_row, step_column): a mixed-radix

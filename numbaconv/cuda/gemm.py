@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from numba import cuda, float32, float64, int64
 
-from .epilogue import activation, advance, unravel
+from .epilogue import activation, advance, digits, unravel
 from .launch import (GEMM_BLOCK, GEMM_CHANNELS, GEMM_DEPTH, GEMM_MIN_BLOCKS, GEMM_PIXELS, GEMM_THREAD_CHANNELS,
                      GEMM_THREAD_PIXELS, bounds)
 
@@ -81,9 +81,7 @@ def _build(scalar, min_blocks):
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         thread = ty * THREADS_X + tx
         # GEMM_DEPTH's digits in the (channel, row, column) radix of the reduction index
-        step_column = GEMM_DEPTH % kernel_w
-        step_row = (GEMM_DEPTH // kernel_w) % kernel_h
-        step_channel = GEMM_DEPTH // taps
+        step_channel, step_row, step_column = digits(GEMM_DEPTH, taps, kernel_w)
 
         shared = cuda.shared.array(SHARED, scalar)
         acc = cuda.local.array((GEMM_THREAD_CHANNELS, GEMM_THREAD_PIXELS), scalar)
@@ -97,10 +95,7 @@ def _build(scalar, min_blocks):
         w_kk = thread % GEMM_DEPTH
         w_c = thread // GEMM_DEPTH
         w_first = group * out_per_group + channel0 + w_c
-        w_k = k_begin + w_kk
-        w_ci = w_k // taps
-        w_r = (w_k - w_ci * taps) // kernel_w
-        w_s = w_k - w_ci * taps - w_r * kernel_w
+        w_ci, w_r, w_s = digits(k_begin + w_kk, taps, kernel_w)
         # the inputs: pixel i_p, reduction offsets i_kk + t * (THREADS // GEMM_PIXELS)
         i_p = thread % GEMM_PIXELS
         i_kk = thread // GEMM_PIXELS
@@ -114,12 +109,7 @@ def _build(scalar, min_blocks):
         i_r = cuda.local.array(INPUT_LOADS, int64)
         i_s = cuda.local.array(INPUT_LOADS, int64)
         for t in range(INPUT_LOADS):
-            k = k_begin + i_kk + t * (THREADS // GEMM_PIXELS)
-            ci = k // taps
-            r = (k - ci * taps) // kernel_w
-            i_ci[t] = ci
-            i_r[t] = r
-            i_s[t] = k - ci * taps - r * kernel_w
+            i_ci[t], i_r[t], i_s[t] = digits(k_begin + i_kk + t * (THREADS // GEMM_PIXELS), taps, kernel_w)
         w_next = cuda.local.array(WEIGHT_LOADS, scalar)
         i_next = cuda.local.array(INPUT_LOADS, scalar)
 

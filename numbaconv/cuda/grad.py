@@ -32,7 +32,7 @@ from numba import cuda, float32, float64, int64
 from .. import arrays
 from ..spec import ConvSpec, check_dtypes
 from . import launch, run
-from .epilogue import advance, unravel
+from .epilogue import advance, digits, unravel
 from .launch import (GRAD_BLOCK, GRAD_CHANNELS, GRAD_DEPTH, GRAD_PIXELS, GRAD_THREAD_CHANNELS, GRAD_THREAD_DEPTH,
                      REDUCE_THREADS)
 
@@ -45,15 +45,6 @@ assert COLUMN_LOADS * GRAD_THREADS_X * GRAD_THREADS_Y == GRAD_PIXELS * GRAD_DEPT
 
 
 # ---- element-wise kernels ------------------------------------------------------------------------
-@cuda.jit(device=True, inline=True, cache=True)
-def pixel_of(index, pixels, out_width):
-    """Reduction index over (image, output pixel) -> (n, oh, ow)."""
-    n = index // pixels
-    p = index - n * pixels
-    oh = p // out_width
-    return n, oh, p - oh * out_width
-
-
 @cuda.jit(cache=True)
 def flip_transpose(weight, out, groups):
     """out[g*Cig + ci, co, r, s] = weight[g*Cog + co, ci, kH-1-r, kW-1-s]: the weight of the
@@ -148,8 +139,8 @@ def depthwise_weight(x, grad_output, pieces, multiplier, stride_h, stride_w, pad
     start = piece * piece_length
     stop = min(start + piece_length, n_images * pixels)
     total = float64(0)
-    n, oh, ow = pixel_of(start + thread, pixels, out_width)
-    step_n, step_h, step_w = pixel_of(REDUCE_THREADS, pixels, out_width)
+    n, oh, ow = digits(start + thread, pixels, out_width)
+    step_n, step_h, step_w = digits(REDUCE_THREADS, pixels, out_width)
     for _ in range(start + thread, stop, REDUCE_THREADS):
         ih = oh * stride_h - pad_top + r * dilation_h
         iw = ow * stride_w - pad_left + s * dilation_w
@@ -173,8 +164,8 @@ def channel_sums(grad_output, pieces, piece_length):
     start = piece * piece_length
     stop = min(start + piece_length, n_images * pixels)
     total = float64(0)
-    n, oh, ow = pixel_of(start + thread, pixels, out_width)
-    step_n, step_h, step_w = pixel_of(REDUCE_THREADS, pixels, out_width)
+    n, oh, ow = digits(start + thread, pixels, out_width)
+    step_n, step_h, step_w = digits(REDUCE_THREADS, pixels, out_width)
     for _ in range(start + thread, stop, REDUCE_THREADS):
         total += float64(grad_output[n, c, oh, ow])
         n, oh, ow = advance(n, oh, ow, step_n, step_h, step_w, out_height, out_width)
@@ -227,18 +218,16 @@ def _build_weight_gemm(scalar, min_blocks):
         # indices (k0 + kk: input channel, kernel row, kernel column) are the same at every step
         pair = thread % GRAD_PIXELS
         first = thread // GRAD_PIXELS
-        n, oh, ow = pixel_of(start + pair, pixels, out_width)
-        step_n, step_h, step_w = pixel_of(GRAD_PIXELS, pixels, out_width)
+        n, oh, ow = digits(start + pair, pixels, out_width)
+        step_n, step_h, step_w = digits(GRAD_PIXELS, pixels, out_width)
         slot_channel = cuda.local.array(COLUMN_LOADS, int64)
         slot_row = cuda.local.array(COLUMN_LOADS, int64)
         slot_column = cuda.local.array(COLUMN_LOADS, int64)
         for t in range(COLUMN_LOADS):
-            k = k0 + first + t * (threads // GRAD_PIXELS)
-            ci = k // taps
-            r = (k - ci * taps) // kernel_w
+            ci, r, s = digits(k0 + first + t * (threads // GRAD_PIXELS), taps, kernel_w)
             slot_channel[t] = group * channels_per_group + ci
             slot_row[t] = r * dilation_h - pad_top
-            slot_column[t] = (k - ci * taps - r * kernel_w) * dilation_w - pad_left
+            slot_column[t] = s * dilation_w - pad_left
         for index0 in range(start, stop, GRAD_PIXELS):
             inside = index0 + pair < stop
             for t in range(GRADIENT_LOADS):
