@@ -273,6 +273,159 @@ def thin_tile(typingctx, a, a_offset, a_row, run_offsets, run_lengths, w, w_offs
     return signature, codegen
 
 
+@intrinsic
+def depthwise_tile(typingctx, x, x_offset, x_pixel, x_row, x_column, row_taps, column_taps, w, w_offset, w_row, c,
+                   c_offset, c_pixel, pixel_count, channels, column_first, column_stride, column_dilation, in_width, bias,
+                   bias_offset, act, pixels, checked):
+    """The register tile of a depthwise convolution on channels-last data: ``pixels`` output pixels of one row
+    (consecutive columns) times one vector of channels, for p < min(pixels, pixel_count), lane l < ``channels``
+
+        c[c_offset + p*c_pixel + l] = activate(bias[bias_offset + l] + sum over i < row_taps, j < column_taps of
+                                               x[x_offset + p*x_pixel + i*x_row + j*x_column + l] * w[w_offset + i*w_row + j*L + l], act)
+
+    -- each tap's weight vector loaded once for all the tile's pixels, one input load per multiply-add (there
+    is no reuse of an input vector across taps: the layer is bound by memory, not by these loads).  Pixels past
+    ``pixel_count`` repeat the last one's loads and are not stored.  Where ``checked`` (a compile-time boolean),
+    pixel p's tap j reads x only where its input column ``column_first + p*column_stride + j*column_dilation``
+    is inside ``[0, in_width)``, contributing zero otherwise (its load is masked off): the tiles at a row's ends,
+    where the taps overhang the zero padding.  The caller keeps the rows inside x (``row_taps`` counts the rows
+    that are).  ``pixels`` (an integer literal) and ``checked`` (a boolean literal) are compile-time constants."""
+    if not (isinstance(pixels, types.IntegerLiteral) and isinstance(checked, types.BooleanLiteral)):
+        return None
+    n_pixels, bounds = pixels.literal_value, checked.literal_value
+    signature = types.void(x, x_offset, x_pixel, x_row, x_column, row_taps, column_taps, w, w_offset, w_row, c,
+                           c_offset, c_pixel, pixel_count, channels, column_first, column_stride, column_dilation,
+                           in_width, bias, bias_offset, act, pixels, checked)
+
+    def codegen(context, builder, sig, args):
+        (_, x_offset, x_pixel, x_row, x_column, row_taps, column_taps, _, w_offset, w_row, _, c_offset, c_pixel,
+         pixel_count, channels, column_first, column_stride, column_dilation, in_width, _, bias_offset, act, _,
+         _) = args
+        x_data, w_data, c_data, bias_data = (context.make_array(sig.args[i])(context, builder, args[i]).data
+                                             for i in (0, 7, 10, 19))
+        scalar, lanes, vector, pointer, mask_type, masked_load, masked_store = _vectors(context, builder,
+                                                                                        sig.args[0].dtype)
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        fma = _fma(builder, vector)
+        zero = ir.Constant(vector, None)
+        alignment = ir.Constant(i32, context.get_abi_sizeof(scalar))
+        limit = _splat(builder, channels, ir.VectorType(i64, lanes))
+        mask = builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes), list(range(lanes))), limit)
+        no_lanes = ir.Constant(mask_type, [0] * lanes)
+        acc = [cgutils.alloca_once_value(builder, zero) for _ in range(n_pixels)]
+        # pixel p's offset in x (pixels past pixel_count read the last one's), and its first tap's column
+        last = builder.sub(pixel_count, ir.Constant(i64, 1))
+        index = [builder.select(builder.icmp_signed("<", ir.Constant(i64, p), pixel_count), ir.Constant(i64, p), last)
+                 for p in range(n_pixels)]
+        pixel_offsets = [builder.mul(p, x_pixel) for p in index]
+        columns = [builder.add(column_first, builder.mul(p, column_stride)) for p in index]
+        with cgutils.for_range(builder, row_taps) as row_loop:
+            x_base = builder.add(x_offset, builder.mul(row_loop.index, x_row))
+            w_base = builder.add(w_offset, builder.mul(row_loop.index, w_row))
+            with cgutils.for_range(builder, column_taps) as column_loop:
+                j = column_loop.index
+                weight = builder.call(masked_load, [builder.bitcast(builder.gep(w_data, [builder.add(
+                    w_base, builder.mul(j, ir.Constant(i64, lanes)))]), pointer), alignment, mask, zero])
+                tap_base = builder.add(x_base, builder.mul(j, x_column))
+                if bounds:
+                    tap_column = builder.mul(j, column_dilation)
+                for p in range(n_pixels):
+                    load_mask = mask
+                    if bounds:  # 0 <= column < in_width as one unsigned comparison
+                        inside = builder.icmp_unsigned("<", builder.add(columns[p], tap_column), in_width)
+                        load_mask = builder.select(inside, mask, no_lanes)
+                    value = builder.call(masked_load, [builder.bitcast(builder.gep(x_data, [builder.add(
+                        tap_base, pixel_offsets[p])]), pointer), alignment, load_mask, zero])
+                    builder.store(builder.call(fma, [value, weight, builder.load(acc[p])]), acc[p])
+        rows_at = [(builder.icmp_signed("<", ir.Constant(i64, p), pixel_count),
+                    builder.add(c_offset, builder.mul(ir.Constant(i64, p), c_pixel))) for p in range(n_pixels)]
+        false = ir.Constant(ir.IntType(1), 0)
+        _store(context, builder, sig.args[10].dtype, [[a] for a in acc], rows_at, [mask], c_data, bias_data,
+               bias_offset, false, act, ir.Constant(ir.IntType(1), 1), false, False)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@intrinsic
+def depthwise_row_tile(typingctx, x, x_offset, x_pixel, x_row, row_taps, w, w_offset, w_row, c, c_offset, c_pixel,
+                       pixel_count, channels, column_first, in_width, bias, bias_offset, act, pixels, kernel_width,
+                       stride, full):
+    """`depthwise_tile` with the filter's width and the stride known at compile time (no dilation): each input
+    pixel of a filter row is loaded once and feeds every tap that reads it, so a row of the tile costs
+    (pixels - 1) x stride + kernel_width input loads and kernel_width weight loads for pixels x kernel_width
+    multiply-adds.  Pixel p's tap j reads input pixel u = p*stride + j of each of the ``row_taps`` filter rows,
+    x[x_offset + row*x_row + u*x_pixel + l], weight w[w_offset + row*w_row + j*L + l]; output and epilogue as
+    `depthwise_tile`.  ``pixels``, ``kernel_width`` and ``stride`` are integer literals, and so is ``full``:
+    where true the caller promises pixel_count = pixels, channels = L and every input pixel inside the row
+    (plain loads and stores, no masks); else input pixel u is loaded only where its column ``column_first + u``
+    is inside ``[0, in_width)`` and some stored pixel reads it (masked off, it contributes zero), so one tile
+    serves a row's ends (the zero padding) and rows shorter than the tile."""
+    if not (all(isinstance(value, types.IntegerLiteral) for value in (pixels, kernel_width, stride))
+            and isinstance(full, types.BooleanLiteral)):
+        return None
+    n_pixels, n_taps, step = pixels.literal_value, kernel_width.literal_value, stride.literal_value
+    whole = full.literal_value
+    signature = types.void(x, x_offset, x_pixel, x_row, row_taps, w, w_offset, w_row, c, c_offset, c_pixel,
+                           pixel_count, channels, column_first, in_width, bias, bias_offset, act, pixels, kernel_width,
+                           stride, full)
+
+    def codegen(context, builder, sig, args):
+        (_, x_offset, x_pixel, x_row, row_taps, _, w_offset, w_row, _, c_offset, c_pixel, pixel_count, channels,
+         column_first, in_width, _, bias_offset, act, _, _, _, _) = args
+        x_data, w_data, c_data, bias_data = (context.make_array(sig.args[i])(context, builder, args[i]).data
+                                             for i in (0, 5, 8, 15))
+        scalar, lanes, vector, pointer, mask_type, masked_load, masked_store = _vectors(context, builder,
+                                                                                        sig.args[0].dtype)
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        fma = _fma(builder, vector)
+        zero = ir.Constant(vector, None)
+        alignment = ir.Constant(i32, context.get_abi_sizeof(scalar))
+        inputs = (n_pixels - 1) * step + n_taps
+        if whole:
+            mask = ir.Constant(mask_type, [1] * lanes)
+            input_masks = [None] * inputs
+        else:
+            limit = _splat(builder, channels, ir.VectorType(i64, lanes))
+            mask = builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes), list(range(lanes))), limit)
+            # input pixel u is read where some stored pixel needs it and its column is inside the row
+            needed = builder.add(builder.mul(builder.sub(pixel_count, ir.Constant(i64, 1)), ir.Constant(i64, step)),
+                                 ir.Constant(i64, n_taps))
+            no_lanes = ir.Constant(mask_type, [0] * lanes)
+            input_masks = [builder.select(builder.and_(
+                builder.icmp_signed("<", ir.Constant(i64, u), needed),
+                builder.icmp_unsigned("<", builder.add(column_first, ir.Constant(i64, u)), in_width)), mask, no_lanes)
+                for u in range(inputs)]
+
+        def load(data, index, lane_mask):
+            address = builder.bitcast(builder.gep(data, [index]), pointer)
+            if lane_mask is None:
+                return builder.load(address, align=context.get_abi_sizeof(scalar))
+            return builder.call(masked_load, [address, alignment, lane_mask, zero])
+
+        acc = [cgutils.alloca_once_value(builder, zero) for _ in range(n_pixels)]
+        offsets = [builder.mul(ir.Constant(i64, u), x_pixel) for u in range(inputs)]
+        with cgutils.for_range(builder, row_taps) as row_loop:
+            x_base = builder.add(x_offset, builder.mul(row_loop.index, x_row))
+            w_base = builder.add(w_offset, builder.mul(row_loop.index, w_row))
+            weights = [load(w_data, builder.add(w_base, ir.Constant(i64, j * lanes)), None if whole else mask)
+                       for j in range(n_taps)]
+            for u in range(inputs):
+                value = load(x_data, builder.add(x_base, offsets[u]), input_masks[u])
+                for j in range(n_taps):
+                    if (u - j) % step == 0 and 0 <= (u - j) // step < n_pixels:
+                        p = (u - j) // step
+                        builder.store(builder.call(fma, [value, weights[j], builder.load(acc[p])]), acc[p])
+        rows_at = [(builder.icmp_signed("<", ir.Constant(i64, p), pixel_count),
+                    builder.add(c_offset, builder.mul(ir.Constant(i64, p), c_pixel))) for p in range(n_pixels)]
+        false = ir.Constant(ir.IntType(1), 0)
+        _store(context, builder, sig.args[8].dtype, [[a] for a in acc], rows_at, [mask], c_data, bias_data,
+               bias_offset, false, act, ir.Constant(ir.IntType(1), 1), false, False)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
 def _virtual_rows(builder, n_rows, row_count, ow_first, virtual_width, out_width, c_offset, c_row):
     """``(stored, c index)`` of each row of a tile of virtual pixels: row r is column ow_first + r of an output
     row ``virtual_width`` long, wrapping to the next; stored where r < row_count and its column < out_width."""
