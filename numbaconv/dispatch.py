@@ -85,8 +85,7 @@ def _run_depthwise(spec, x, weight, bias, out):
     else:
         x = arrays.pad_input(x, spec)
         pad_top = pad_left = 0
-    filters = np.ascontiguousarray(weight.reshape(spec.out_channels, spec.kernel_height, spec.kernel_width))
-    cpu_depthwise.run_nchw(x, filters, bias, out, spec.channel_multiplier, spec.stride, spec.dilation,
+    cpu_depthwise.run_nchw(x, weight, bias, out, spec.channel_multiplier, spec.stride, spec.dilation,
                            pad_top, pad_left, spec.activation_code)
 
 

@@ -150,7 +150,6 @@ def run_fused(dw_spec, x, dw_weight, dw_bias, pw_weight, pw_bias, out, activatio
     middle_channels, out_channels = dw_spec.out_channels, pw_weight.shape[0]
     out_height, out_width = dw_spec.out_height, dw_spec.out_width
     pixels = out_height * out_width
-    filters = np.ascontiguousarray(dw_weight.reshape(middle_channels, dw_spec.kernel_height, dw_spec.kernel_width))
     mixing = np.ascontiguousarray(pw_weight.reshape(out_channels, middle_channels)).reshape(-1)
     threads = numba.get_num_threads()
     for n0, n1, oh0, oh1 in chunks(dw_spec.batch, out_height, out_width * middle_channels):
@@ -173,7 +172,7 @@ def run_fused(dw_spec, x, dw_weight, dw_bias, pw_weight, pw_bias, out, activatio
         else:
             band = np.ascontiguousarray(x[n0:n1, :, start:stop])
             middle = np.empty((n1 - n0, middle_channels, rows, out_width), x.dtype)
-            cpu_depthwise.run_nchw(band, filters, dw_bias, middle, dw_spec.channel_multiplier, dw_spec.stride,
+            cpu_depthwise.run_nchw(band, dw_weight, dw_bias, middle, dw_spec.channel_multiplier, dw_spec.stride,
                                    dw_spec.dilation, start - first, pad_left, dw_spec.activation_code)
             # the pointwise half, per image: out[n, :, band] (C_out x band pixels, rows `pixels` apart: a band of a
             # plane) = W (C_out x C_mid) @ middle[n] + bias, activated

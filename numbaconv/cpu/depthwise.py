@@ -1,4 +1,9 @@
-"""Depthwise convolution (groups = C_in, optional channel multiplier), NCHW.
+"""Depthwise convolution (groups = C_in, optional channel multiplier).
+
+Three kernels: register tiles on channels-last data (`depthwise_nhwc_tiled`), the same tiles for NCHW data
+through blocks of channels transposed in the cache (`depthwise_nchw_blocked`), and -- for a channel multiplier,
+where one output vector reads fewer input channels -- the planes' kernel described here (NCHW) and an NHWC
+kernel with its accumulators in L1 (at the end of the module).
 
 Output channel co reads input channel co // multiplier through its own kH x kW filter.
 Memory-bound: each input and output element should cross the memory bus once, and the
@@ -36,12 +41,13 @@ from functools import lru_cache
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import get_thread_id, njit, prange
 
+from ..arrays import scratch
 from ..config import DEPTHWISE_BUFFER_ELEMENTS, DEPTHWISE_TASK_OUTPUTS, FASTMATH
 from . import packcache
 from .epilogue import activate
-from .simd import VECTOR_BYTES, depthwise_row_tile, depthwise_tile
+from .simd import VECTOR_BYTES, depthwise_row_tile, depthwise_tile, transpose_block
 from .stack import stack_array
 from .twins import Twins
 
@@ -483,6 +489,158 @@ def channel_part(n_images: int, out_height: int, channels: int, dtype, threads: 
     return -(-vectors // parts) * lanes
 
 
+# ---- NCHW through blocks of channels ---------------------------------------------------------------
+# The NCHW entry point may run the same register tiles: a task (image n, a vector of L channels, a band of
+# output rows) transposes its input rows into a thread buffer as (row, column, L channels) -- 16x16 squares in
+# registers, the zero padding written around them, so that every tile reads inside the buffer -- runs the row
+# tiles over it into a second buffer, and transposes that back into the output planes.  Each input and output
+# element crosses memory once; the transposes stay in L1/L2.
+
+BLOCKED_BYTES = 64 << 10  # a task's two buffers at most (where one output row allows)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _blocked_task(x_flat, w_flat, bias, out_flat, buffers, base, n, c0, oh0, oh1, channels, in_height, in_width,
+                  out_height, out_width, kernel_height, kernel_width, stride_h, stride_w, dilation_h, dilation_w,
+                  pad_top, pad_left, act, padded_width):
+    lanes = VECTOR_BYTES // out_flat.itemsize
+    kc = min(lanes, channels - c0)
+    rows_in = (oh1 - oh0 - 1) * stride_h + (kernel_height - 1) * dilation_h + 1
+    row_size = padded_width * lanes
+    plane = in_height * in_width
+    for r in range(rows_in):  # the band's input rows, channels last, zero padding around
+        ih = oh0 * stride_h - pad_top + r
+        target = base + r * row_size
+        if ih < 0 or ih >= in_height:
+            for e in range(row_size):
+                buffers[_U(target + e)] = 0
+            continue
+        for e in range(pad_left * lanes):
+            buffers[_U(target + e)] = 0
+        for e in range((pad_left + in_width) * lanes, row_size):
+            buffers[_U(target + e)] = 0
+        source = (n * channels + c0) * plane + ih * in_width
+        for iw in range(0, in_width, lanes):
+            transpose_block(x_flat, source + iw, plane, kc, min(lanes, in_width - iw), buffers,
+                            target + (pad_left + iw) * lanes, lanes, lanes)
+    out_base = base + rows_in * row_size
+    x_row = dilation_h * row_size
+    w_row = kernel_width * lanes
+    w_offset = (c0 // lanes) * kernel_height * w_row
+    shape = (kernel_width * 10 + stride_w) * 2 if dilation_w == 1 else 0  # the row tile's case, if any
+    for oh in range(oh0, oh1):
+        ow0 = 0
+        while ow0 < out_width:
+            count = min(TILE_PIXELS, out_width - ow0)
+            if count < TILE_PIXELS and out_width >= TILE_PIXELS:  # a whole tile ending at the row's end
+                ow0 = out_width - TILE_PIXELS
+                count = TILE_PIXELS
+            column = ow0 * stride_w
+            x_offset = base + (oh - oh0) * stride_h * row_size + column * lanes
+            o_offset = out_base + ((oh - oh0) * out_width + ow0) * lanes
+            variant = shape + (1 if count == TILE_PIXELS and kc == lanes else 0)
+            if variant == 63:
+                depthwise_row_tile(buffers, x_offset, lanes, x_row, kernel_height, w_flat, w_offset, w_row, buffers,
+                                   o_offset, lanes, count, kc, column, padded_width, bias, c0, act, TILE_PIXELS,
+                                   3, 1, True)
+            elif variant == 65:
+                depthwise_row_tile(buffers, x_offset, lanes, x_row, kernel_height, w_flat, w_offset, w_row, buffers,
+                                   o_offset, lanes, count, kc, column, padded_width, bias, c0, act, TILE_PIXELS,
+                                   3, 2, True)
+            elif variant == 103:
+                depthwise_row_tile(buffers, x_offset, lanes, x_row, kernel_height, w_flat, w_offset, w_row, buffers,
+                                   o_offset, lanes, count, kc, column, padded_width, bias, c0, act, TILE_PIXELS,
+                                   5, 1, True)
+            elif variant == 105:
+                depthwise_row_tile(buffers, x_offset, lanes, x_row, kernel_height, w_flat, w_offset, w_row, buffers,
+                                   o_offset, lanes, count, kc, column, padded_width, bias, c0, act, TILE_PIXELS,
+                                   5, 2, True)
+            elif variant == 143:
+                depthwise_row_tile(buffers, x_offset, lanes, x_row, kernel_height, w_flat, w_offset, w_row, buffers,
+                                   o_offset, lanes, count, kc, column, padded_width, bias, c0, act, TILE_PIXELS,
+                                   7, 1, True)
+            elif variant == 62:
+                depthwise_row_tile(buffers, x_offset, lanes, x_row, kernel_height, w_flat, w_offset, w_row, buffers,
+                                   o_offset, lanes, count, kc, column, padded_width, bias, c0, act, TILE_PIXELS,
+                                   3, 1, False)
+            elif variant == 64:
+                depthwise_row_tile(buffers, x_offset, lanes, x_row, kernel_height, w_flat, w_offset, w_row, buffers,
+                                   o_offset, lanes, count, kc, column, padded_width, bias, c0, act, TILE_PIXELS,
+                                   3, 2, False)
+            elif variant == 102:
+                depthwise_row_tile(buffers, x_offset, lanes, x_row, kernel_height, w_flat, w_offset, w_row, buffers,
+                                   o_offset, lanes, count, kc, column, padded_width, bias, c0, act, TILE_PIXELS,
+                                   5, 1, False)
+            elif variant == 104:
+                depthwise_row_tile(buffers, x_offset, lanes, x_row, kernel_height, w_flat, w_offset, w_row, buffers,
+                                   o_offset, lanes, count, kc, column, padded_width, bias, c0, act, TILE_PIXELS,
+                                   5, 2, False)
+            elif variant == 142:
+                depthwise_row_tile(buffers, x_offset, lanes, x_row, kernel_height, w_flat, w_offset, w_row, buffers,
+                                   o_offset, lanes, count, kc, column, padded_width, bias, c0, act, TILE_PIXELS,
+                                   7, 1, False)
+            else:
+                depthwise_tile(buffers, x_offset, stride_w * lanes, x_row, dilation_w * lanes, kernel_height,
+                               kernel_width, w_flat, w_offset, w_row, buffers, o_offset, lanes, count, kc, column,
+                               stride_w, dilation_w, padded_width, bias, c0, act, TILE_PIXELS, False)
+            ow0 += count
+    for r in range(oh1 - oh0):  # back into the output planes
+        for ow in range(0, out_width, lanes):
+            pixels = min(lanes, out_width - ow)
+            transpose_block(buffers, out_base + (r * out_width + ow) * lanes, lanes, pixels, kc, out_flat,
+                            ((n * channels + c0) * out_height + oh0 + r) * out_width + ow, out_height * out_width,
+                            pixels)
+
+
+def _depthwise_nchw_blocked(x, w_taps, bias, out, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, act,
+                            rows, padded_width, buffers, per_thread):
+    """x (N, C, H, W), w_taps (C / L, kH, kW, L) from `nhwc_taps`, out (N, C, H_out, W_out), all C-contiguous; a
+    task is ``rows`` output rows of one image's vector of L channels, in its thread's ``per_thread`` elements of
+    ``buffers`` (`blocked_geometry`)."""
+    n_images, channels, in_height, in_width = x.shape
+    out_height, out_width = out.shape[2], out.shape[3]
+    kernel_height, kernel_width = w_taps.shape[1], w_taps.shape[2]
+    lanes = VECTOR_BYTES // out.itemsize
+    blocks = (channels + lanes - 1) // lanes
+    bands = (out_height + rows - 1) // rows
+    x_flat = x.reshape(-1)
+    w_flat = w_taps.reshape(-1)
+    out_flat = out.reshape(-1)
+    for task in prange(n_images * blocks * bands):
+        band = task % bands
+        block = (task // bands) % blocks
+        n = task // (bands * blocks)
+        oh0 = band * rows
+        _blocked_task(x_flat, w_flat, bias, out_flat, buffers, get_thread_id() * per_thread, n, block * lanes, oh0,
+                      min(out_height, oh0 + rows), channels, in_height, in_width, out_height, out_width, kernel_height,
+                      kernel_width, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, act, padded_width)
+
+
+depthwise_nchw_blocked = Twins(_depthwise_nchw_blocked, fastmath=FASTMATH)
+
+
+def blocked_geometry(n_images, channels, out_height, out_width, in_width, kernel_height, kernel_width, stride,
+                     dilation, pad_left, dtype, threads) -> tuple[int, int, int]:
+    """``(rows, padded_width, per_thread)``: output rows per task (its two buffers within BLOCKED_BYTES where one
+    row allows, and 4 tasks per thread where there is that much work), the buffer rows' width (the input row and
+    its zero padding, as far as the taps reach) and a thread's buffer elements."""
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    sh, sw = stride
+    dh, dw = dilation
+    padded_width = max(pad_left + in_width, (out_width - 1) * sw + (kernel_width - 1) * dw + 1)
+
+    def elements(rows):
+        return ((rows - 1) * sh + (kernel_height - 1) * dh + 1) * padded_width * lanes + rows * out_width * lanes
+
+    rows = out_height
+    while rows > 1 and elements(rows) * np.dtype(dtype).itemsize > BLOCKED_BYTES:
+        rows = -(-rows // 2)
+    blocks = -(-channels // lanes)
+    while rows > 1 and n_images * blocks * -(-out_height // rows) < 4 * threads:
+        rows = -(-rows // 2)
+    return rows, padded_width, elements(rows) + lanes
+
+
 # ---- channels-last with a channel multiplier: accumulators in L1 ---------------------------------
 
 
@@ -513,16 +671,32 @@ def workspace(spec) -> int:
     return spec.padded_elements * spec.dtype.itemsize
 
 
-def run_nchw(x, filters, bias, out, multiplier, stride, dilation, pad_top, pad_left, act):
-    """The NCHW kernel on C-contiguous x (N, C, H, W), filters (C*m, kH, kW), out (N, C*m, H_out, W_out):
-    tiling from the shape, the serial twin for small problems."""
+def run_nchw(x, weight, bias, out, multiplier, stride, dilation, pad_top, pad_left, act):
+    """The NCHW kernel on C-contiguous x (N, C, H, W), weight (C*m, 1, kH, kW), out (N, C*m, H_out, W_out): without
+    a channel multiplier the register tiles through blocks of channels, else the planes' kernel (tiling from
+    the shape); the serial twins for small problems."""
     n_images, out_channels, out_height, out_width = out.shape
-    kernel_height, kernel_width = filters.shape[1], filters.shape[2]
+    kernel_height, kernel_width = weight.shape[2], weight.shape[3]
     threads = numba.get_num_threads()
+    work = out.size * kernel_height * kernel_width
+    if multiplier == 1:
+        rows, padded_width, per_thread = blocked_geometry(n_images, out_channels, out_height, out_width, x.shape[3],
+                                                          kernel_height, kernel_width, tuple(stride), tuple(dilation),
+                                                          pad_left, out.dtype, threads)
+        buffers = scratch("depthwise_blocks", numba.config.NUMBA_NUM_THREADS * per_thread, out.dtype)
+        depthwise_nchw_blocked(work, x, _taps_of(weight), bias, out, *stride, *dilation, pad_top, pad_left, act, rows,
+                               padded_width, buffers, per_thread)
+        return
+    filters = np.ascontiguousarray(weight.reshape(out_channels, kernel_height, kernel_width))
     tiles = geometry(n_images * out_channels, out_height, out_width, kernel_height, kernel_width, tuple(stride),
                      tuple(dilation), threads)
-    depthwise_conv_nchw(out.size * kernel_height * kernel_width, x, filters, bias, out, multiplier, *stride,
-                        *dilation, pad_top, pad_left, act, *tiles)
+    depthwise_conv_nchw(work, x, filters, bias, out, multiplier, *stride, *dilation, pad_top, pad_left, act, *tiles)
+
+
+def _taps_of(weight):
+    """`nhwc_taps` of ``weight``, kept by `packcache` for a frozen weight."""
+    taps = packcache.packed(weight, "depthwise_taps", lambda: nhwc_taps(weight))
+    return nhwc_taps(weight) if taps is None else taps
 
 
 def run_nhwc(x, weight, bias, out, multiplier, stride, dilation, pad_top, pad_left, act):
@@ -531,10 +705,8 @@ def run_nhwc(x, weight, bias, out, multiplier, stride, dilation, pad_top, pad_le
     n_images, out_height, out_width, out_channels = out.shape
     if multiplier == 1:
         part = channel_part(n_images, out_height, out_channels, out.dtype, numba.get_num_threads())
-        taps = packcache.packed(weight, "depthwise_nhwc", lambda: nhwc_taps(weight))
-        depthwise_nhwc_tiled(out.size * weight.shape[2] * weight.shape[3], x,
-                             nhwc_taps(weight) if taps is None else taps, bias, out, *stride, *dilation, pad_top,
-                             pad_left, act, 1, part)
+        depthwise_nhwc_tiled(out.size * weight.shape[2] * weight.shape[3], x, _taps_of(weight), bias, out, *stride,
+                             *dilation, pad_top, pad_left, act, 1, part)
         return
     block = nhwc_block(out_width, out_channels)
     threads = numba.get_num_threads()
