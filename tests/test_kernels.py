@@ -275,13 +275,19 @@ def test_grouped_kernel_walks_planes_both_ways():
 @pytest.mark.parametrize("kernel_width,stride", [(3, 1), (3, 2), (5, 1), (5, 2), (7, 1), (7, 2), (4, 1), (1, 3)])
 @pytest.mark.parametrize("width", [1, 7, 8, 9, 19, 40])
 @pytest.mark.parametrize("channels", [8, 16, 24, 40])
-@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_depthwise_register_tiles(rng, kernel_width, stride, width, channels, layout):
+@pytest.mark.parametrize("layout", ["NCHW", "NCHW-blocked", "NHWC"])
+def test_depthwise_register_tiles(rng, monkeypatch, kernel_width, stride, width, channels, layout):
     """The depthwise register tiles against the float64 reference, channels last (`depthwise_nhwc_tiled`) and
     through blocks of channels (`depthwise_nchw_blocked`): the row tiles of each (filter width, stride) with a
     case of their own (whole tiles without masks, tiles at the rows' ends and rows shorter than a tile with
     masks), the generic tile for the others, whole and partial channel vectors, rows shorter than the filter,
-    top and bottom padding beyond the input, and the activation in the epilogue."""
+    top and bottom padding beyond the input, and the activation in the epilogue.  'NCHW-blocked' sends every
+    NCHW layer through the blocks (by default some stride-1 3x3 layers take the planes' kernel)."""
+    if layout == "NCHW-blocked":
+        from numbaconv.cpu import depthwise
+
+        monkeypatch.setattr(depthwise, "blocked_serves", lambda multiplier, *args: multiplier == 1)
+        layout = "NCHW"
     x = rng.standard_normal((2, channels, 5, width)).astype(np.float32)
     weight = rng.standard_normal((channels, 1, 3, kernel_width)).astype(np.float32)
     bias = rng.standard_normal(channels).astype(np.float32)
@@ -294,10 +300,15 @@ def test_depthwise_register_tiles(rng, kernel_width, stride, width, channels, la
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("dilation", [1, 2])
-@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_depthwise_register_tiles_dtypes_and_dilation(rng, dtype, dilation, layout):
+@pytest.mark.parametrize("layout", ["NCHW", "NCHW-blocked", "NHWC"])
+def test_depthwise_register_tiles_dtypes_and_dilation(rng, monkeypatch, dtype, dilation, layout):
     """Both dtypes (a float64 vector holds 8 channels) and a dilated filter (the generic tile, checked at the
     rows' ends), at a real layer's channel count with a partial last vector (728 = 45.5 x 16)."""
+    if layout == "NCHW-blocked":
+        from numbaconv.cpu import depthwise
+
+        monkeypatch.setattr(depthwise, "blocked_serves", lambda multiplier, *args: multiplier == 1)
+        layout = "NCHW"
     for channels, size, kernel, stride in [(728, 19, 3, 1), (96, 23, 3, 2), (20, 14, 5, 1)]:
         x, weight, bias = random_problem(rng, 1, channels, channels, channels, (kernel, kernel), (size, size), dtype)
         kwargs = dict(stride=stride, padding=kernel // 2 * dilation, dilation=dilation, groups=channels)
