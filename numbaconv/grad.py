@@ -31,6 +31,7 @@ import numpy as np
 from numba import prange
 
 from . import api, arrays
+from .cpu import depthwise as cpu_depthwise
 from .cpu import grouped as cpu_grouped
 from .cpu.twins import Twins
 from .config import FASTMATH
@@ -405,6 +406,18 @@ def used_phases(kernel_size: int, stride: int, dilation: int) -> tuple:
 
 
 def _depthwise_grad_weight(spec: ConvSpec, x: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
+    if spec.channel_multiplier == 1:  # the blocked kernel: channels in SIMD lanes, float64 sums
+        if spec.padding_mode == "zeros":
+            source, pad_top, pad_left = x, spec.padding[0], spec.padding[2]
+        else:
+            source, pad_top, pad_left = arrays.pad_input(x, spec), 0, 0
+        grad = cpu_depthwise.weight_gradient(source, grad_output, spec.kernel_height, spec.kernel_width, spec.stride,
+                                             spec.dilation, pad_top, pad_left)
+        return grad.astype(spec.dtype).reshape(spec.weight_shape)
+    return _depthwise_grad_weight_phases(spec, x, grad_output)
+
+
+def _depthwise_grad_weight_phases(spec: ConvSpec, x: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
     top, bottom, left, right = spec.padding
     padded_height, padded_width = spec.in_height + top + bottom, spec.in_width + left + right
     (sh, sw), (dh, dw) = spec.stride, spec.dilation

@@ -141,6 +141,32 @@ def test_depthwise_weight_gradient_accumulates_in_float64():
     assert abs(naive - exact) > 100 * exact * np.finfo(np.float32).eps
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("kwargs, shape, kernel", [
+    (dict(stride=1, padding=1), (2, 40, 70, 66), (3, 3)),              # bands of rows, a partial channel vector
+    (dict(stride=2, padding=(2, 1), dilation=2), (1, 24, 45, 38), (3, 3)),
+    (dict(stride=(1, 2), padding=(2, 3)), (3, 17, 9, 12), (5, 7)),
+    (dict(padding=1, padding_mode="reflect"), (1, 16, 33, 5), (3, 3)),
+])
+def test_depthwise_weight_gradient_through_channel_blocks(rng, dtype, layout, kwargs, shape, kernel):
+    """`cpu.depthwise.weight_gradient` (channel blocks in SIMD lanes, float64 sums per task, one slot per task):
+    many tasks over bands of rows and images, partial last vectors, strides, dilation, padding modes, both
+    memory layouts; also from a non-contiguous view."""
+    n, channels, height, width = shape
+    x = rng.standard_normal(shape).astype(dtype)
+    weight = rng.standard_normal((channels, 1) + kernel).astype(dtype)
+    out_shape = numbaconv.plan(shape, weight.shape, groups=channels, **kwargs).out_shape
+    grad_output = rng.standard_normal(out_shape).astype(dtype)
+    if layout == "NHWC":
+        x, grad_output = (np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x, grad_output))
+    check_grads(x, weight, grad_output, layout=layout, groups=channels, **kwargs)
+    if layout == "NCHW":  # a strided view: copied into planes first
+        wide = np.zeros((n, channels, height, 2 * width), dtype)
+        wide[..., ::2] = x
+        check_grads(wide[..., ::2], weight, grad_output, groups=channels, **kwargs)
+
+
 def test_bad_arguments():
     weight = np.ones((4, 1, 3, 3), np.float32)
     with pytest.raises(ValueError, match=r"grad_output must have the convolution's output shape \(1, 4, 6, 6\)"):

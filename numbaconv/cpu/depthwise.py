@@ -47,7 +47,7 @@ from ..arrays import scratch
 from ..config import DEPTHWISE_BUFFER_ELEMENTS, DEPTHWISE_TASK_OUTPUTS, FASTMATH
 from . import packcache
 from .epilogue import activate
-from .simd import VECTOR_BYTES, depthwise_row_tile, depthwise_tile, transpose_block
+from .simd import VECTOR_BYTES, depthwise_row_tile, depthwise_tile, depthwise_weight_tile, transpose_block
 from .stack import stack_array
 from .twins import Twins
 
@@ -499,6 +499,40 @@ def channel_part(n_images: int, out_height: int, channels: int, dtype, threads: 
 BLOCKED_BYTES = 64 << 10  # a task's two buffers at most (where one output row allows)
 
 
+@njit(cache=True)
+def _stage_block(source, s_image, s_channel, s_row, s_column, buffers, base, n, c0, kc, row_first, rows, height,
+                 width, pad_left, padded_width):
+    """buffers[base + (r*padded_width + pad_left + col)*L + i] = source[n, c0 + i, row_first + r, col] for r < rows,
+    i < L (source flat, element strides s_*), zero outside the source's rows and columns and past its ``kc``
+    channels: a block of L channels' rows, channels last, with zero padding around (`_blocked_task`).  Planes
+    (unit column stride): 16x16 squares transposed in registers; channels-last data: each pixel's run."""
+    lanes = VECTOR_BYTES // buffers.itemsize
+    row_size = padded_width * lanes
+    for r in range(rows):
+        row = row_first + r
+        target = base + r * row_size
+        if row < 0 or row >= height:
+            for e in range(row_size):
+                buffers[_U(target + e)] = 0
+            continue
+        for e in range(pad_left * lanes):
+            buffers[_U(target + e)] = 0
+        for e in range((pad_left + width) * lanes, row_size):
+            buffers[_U(target + e)] = 0
+        origin = n * s_image + c0 * s_channel + row * s_row
+        if s_column == 1:
+            for col in range(0, width, lanes):
+                transpose_block(source, origin + col, s_channel, kc, min(lanes, width - col), buffers,
+                                target + (pad_left + col) * lanes, lanes, lanes)
+        else:
+            for col in range(width):
+                pixel = target + (pad_left + col) * lanes
+                for i in range(kc):
+                    buffers[_U(pixel + i)] = source[_U(origin + col * s_column + i * s_channel)]
+                for i in range(kc, lanes):
+                    buffers[_U(pixel + i)] = 0
+
+
 @njit(fastmath=FASTMATH, cache=True)
 def _blocked_task(x_flat, w_flat, bias, out_flat, buffers, base, n, c0, oh0, oh1, channels, in_height, in_width,
                   out_height, out_width, kernel_height, kernel_width, stride_h, stride_w, dilation_h, dilation_w,
@@ -508,21 +542,8 @@ def _blocked_task(x_flat, w_flat, bias, out_flat, buffers, base, n, c0, oh0, oh1
     rows_in = (oh1 - oh0 - 1) * stride_h + (kernel_height - 1) * dilation_h + 1
     row_size = padded_width * lanes
     plane = in_height * in_width
-    for r in range(rows_in):  # the band's input rows, channels last, zero padding around
-        ih = oh0 * stride_h - pad_top + r
-        target = base + r * row_size
-        if ih < 0 or ih >= in_height:
-            for e in range(row_size):
-                buffers[_U(target + e)] = 0
-            continue
-        for e in range(pad_left * lanes):
-            buffers[_U(target + e)] = 0
-        for e in range((pad_left + in_width) * lanes, row_size):
-            buffers[_U(target + e)] = 0
-        source = (n * channels + c0) * plane + ih * in_width
-        for iw in range(0, in_width, lanes):
-            transpose_block(x_flat, source + iw, plane, kc, min(lanes, in_width - iw), buffers,
-                            target + (pad_left + iw) * lanes, lanes, lanes)
+    _stage_block(x_flat, channels * plane, plane, in_width, 1, buffers, base, n, c0, kc, oh0 * stride_h - pad_top,
+                 rows_in, in_height, in_width, pad_left, padded_width)
     out_base = base + rows_in * row_size
     x_row = dilation_h * row_size
     w_row = kernel_width * lanes
@@ -639,6 +660,84 @@ def blocked_geometry(n_images, channels, out_height, out_width, in_width, kernel
     while rows > 1 and n_images * blocks * -(-out_height // rows) < 4 * threads:
         rows = -(-rows // 2)
     return rows, padded_width, elements(rows) + lanes
+
+
+# ---- the weight gradient through blocks of channels ------------------------------------------------
+# dL/dw[c, kh, kw] = sum over images and output pixels of grad_output[n, c, oh, ow] * x[n, c, oh*s_h + kh*d_h -
+# top, ow*s_w + kw*d_w - left]: per task (image, L channels, band of output rows) the input rows and the output
+# gradient's rows are staged channels last (`_stage_block`) and `simd.depthwise_weight_tile` reduces every tap
+# over the band in float64 into the task's own slot of ``partial`` (no two tasks write one place); the slots are
+# summed afterwards, in float64.
+
+
+def _depthwise_weight_blocked(x, x_strides, grad, grad_strides, partial, buffers, per_thread, n_images, channels,
+                              in_height, in_width, out_height, out_width, kernel_height, kernel_width, stride_h,
+                              stride_w, dilation_h, dilation_w, pad_top, pad_left, rows, padded_width):
+    """partial[(n*bands + band), block, tap, l] (float64): the sums of `simd.depthwise_weight_tile` for channel
+    block*L + l over image n's output rows of the band; x and grad flat with their element strides (image,
+    channel, row, column)."""
+    lanes = VECTOR_BYTES // x.itemsize
+    blocks = (channels + lanes - 1) // lanes
+    bands = (out_height + rows - 1) // rows
+    taps = kernel_height * kernel_width
+    row_size = padded_width * lanes
+    for task in prange(n_images * bands * blocks):
+        block = task % blocks
+        band = (task // blocks) % bands
+        n = task // (blocks * bands)
+        oh0 = band * rows
+        oh1 = min(out_height, oh0 + rows)
+        c0 = block * lanes
+        kc = min(lanes, channels - c0)
+        base = get_thread_id() * per_thread
+        rows_in = (oh1 - oh0 - 1) * stride_h + (kernel_height - 1) * dilation_h + 1
+        _stage_block(x, x_strides[0], x_strides[1], x_strides[2], x_strides[3], buffers, base, n, c0, kc,
+                     oh0 * stride_h - pad_top, rows_in, in_height, in_width, pad_left, padded_width)
+        g_base = base + rows_in * row_size
+        _stage_block(grad, grad_strides[0], grad_strides[1], grad_strides[2], grad_strides[3], buffers, g_base, n, c0,
+                     kc, oh0, oh1 - oh0, out_height, out_width, 0, out_width)
+        depthwise_weight_tile(buffers, base, stride_w * lanes, stride_h * row_size, dilation_h * row_size,
+                              dilation_w * lanes, buffers, g_base, out_width * lanes, oh1 - oh0, out_width,
+                              kernel_height, kernel_width, partial, ((n * bands + band) * blocks + block) * taps * lanes)
+
+
+depthwise_weight_blocked = Twins(_depthwise_weight_blocked)
+
+
+def _flat_with_strides(array):
+    """``(flat, (image, channel, row, column) element strides)`` of an (N, C, H, W) array held as planes or channels
+    last (C-contiguous either way); any other memory layout is copied into planes first."""
+    n, c, h, w = array.shape
+    if array.flags.c_contiguous:
+        return array.reshape(-1), (c * h * w, h * w, w, 1)
+    last = array.transpose(0, 2, 3, 1)
+    if last.flags.c_contiguous:
+        return last.reshape(-1), (h * w * c, 1, w * c, c)
+    return np.ascontiguousarray(array).reshape(-1), (c * h * w, h * w, w, 1)
+
+
+def weight_gradient(x, grad, kernel_height, kernel_width, stride, dilation, pad_top, pad_left) -> np.ndarray:
+    """dL/dw (C, kH*kW) in float64 of a depthwise layer without a channel multiplier: x (N, C, H, W) with its zero
+    padding still to apply (top, left), grad (N, C, H_out, W_out), each as planes or channels last."""
+    n_images, channels, in_height, in_width = x.shape
+    out_height, out_width = grad.shape[2], grad.shape[3]
+    threads = numba.get_num_threads()
+    rows, padded_width, per_thread = blocked_geometry(n_images, channels, out_height, out_width, in_width,
+                                                      kernel_height, kernel_width, tuple(stride), tuple(dilation),
+                                                      pad_left, x.dtype, threads)
+    lanes = VECTOR_BYTES // x.dtype.itemsize
+    blocks = -(-channels // lanes)
+    bands = -(-out_height // rows)
+    partial = np.empty((n_images * bands, blocks, kernel_height * kernel_width, lanes), np.float64)
+    buffers = scratch("depthwise_weight_blocks", numba.config.NUMBA_NUM_THREADS * per_thread, x.dtype)
+    x_flat, x_strides = _flat_with_strides(x)
+    grad_flat, grad_strides = _flat_with_strides(grad)
+    depthwise_weight_blocked(grad.size * kernel_height * kernel_width, x_flat, np.array(x_strides, np.int64),
+                             grad_flat, np.array(grad_strides, np.int64), partial, buffers, per_thread, n_images,
+                             channels, in_height, in_width, out_height, out_width, kernel_height, kernel_width, *stride,
+                             *dilation, pad_top, pad_left, rows, padded_width)
+    total = partial.sum(axis=0) if partial.shape[0] > 1 else partial[0]
+    return np.ascontiguousarray(total.transpose(0, 2, 1).reshape(blocks * lanes, -1)[:channels])
 
 
 # ---- channels-last with a channel multiplier: accumulators in L1 ---------------------------------

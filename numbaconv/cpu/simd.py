@@ -426,6 +426,86 @@ def depthwise_row_tile(typingctx, x, x_offset, x_pixel, x_row, row_taps, w, w_of
     return signature, codegen
 
 
+@intrinsic
+def depthwise_weight_tile(typingctx, a, a_offset, a_pixel, a_row, a_tap_row, a_tap_column, g, g_offset, g_row,
+                          rows, columns, row_taps, column_taps, partial, p_offset):
+    """The weight gradient of a depthwise convolution over one block of channels, channels last: for every tap
+    (i < row_taps, j < column_taps) and lane l of a vector of L channels,
+
+        partial[p_offset + (i*column_taps + j)*L + l] = sum over r < rows, q < columns of
+            float64(g[g_offset + r*g_row + q*L + l]) * float64(a[a_offset + i*a_tap_row + j*a_tap_column + r*a_row + q*a_pixel + l])
+
+    -- g the output gradient's rows (pixels of L channels), a the input rows read by the tap.  Products and sums
+    in float64 whatever the dtype (a float32 vector is widened into two float64 halves): the reduction over
+    many pixels loses no precision to its accumulator.  Four pixels' chains per tap in flight (one would wait
+    on the multiply-add latency at every pixel), added at the end."""
+    signature = types.void(a, a_offset, a_pixel, a_row, a_tap_row, a_tap_column, g, g_offset, g_row, rows, columns,
+                           row_taps, column_taps, partial, p_offset)
+    chains = 4
+
+    def codegen(context, builder, sig, args):
+        (_, a_offset, a_pixel, a_row, a_tap_row, a_tap_column, _, g_offset, g_row, rows, columns, row_taps,
+         column_taps, _, p_offset) = args
+        a_data, g_data, p_data = (context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 6, 13))
+        scalar, lanes, vector, pointer, mask_type, masked_load, masked_store = _vectors(context, builder,
+                                                                                        sig.args[0].dtype)
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        double = ir.DoubleType()
+        halves = 2 if scalar == ir.FloatType() else 1
+        wide = ir.VectorType(double, lanes // halves)
+        wide_pointer = wide.as_pointer()
+        fma = _fma(builder, wide)
+        zero = ir.Constant(wide, None)
+        alignment = context.get_abi_sizeof(scalar)
+
+        def widened(data, index):
+            value = builder.load(builder.bitcast(builder.gep(data, [index]), pointer), align=alignment)
+            if halves == 1:
+                return [value]
+            undef = ir.Constant(vector, ir.Undefined)
+            half = lanes // 2
+            return [builder.fpext(builder.shuffle_vector(value, undef, ir.Constant(
+                ir.VectorType(i32, half), list(range(h * half, (h + 1) * half)))), wide) for h in range(2)]
+
+        acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(halves)] for _ in range(chains)]
+        whole = builder.mul(builder.sdiv(columns, ir.Constant(i64, chains)), ir.Constant(i64, chains))
+        with cgutils.for_range(builder, row_taps) as row_loop:
+            with cgutils.for_range(builder, column_taps) as column_loop:
+                for chain in acc:
+                    for h in chain:
+                        builder.store(zero, h)
+                tap_base = builder.add(a_offset, builder.add(builder.mul(row_loop.index, a_tap_row),
+                                                             builder.mul(column_loop.index, a_tap_column)))
+                with cgutils.for_range(builder, rows) as r_loop:
+                    a_base = builder.add(tap_base, builder.mul(r_loop.index, a_row))
+                    g_base = builder.add(g_offset, builder.mul(r_loop.index, g_row))
+
+                    def step(q, chain):
+                        gv = widened(g_data, builder.add(g_base, builder.mul(q, ir.Constant(i64, lanes))))
+                        av = widened(a_data, builder.add(a_base, builder.mul(q, a_pixel)))
+                        for h in range(halves):
+                            builder.store(builder.call(fma, [gv[h], av[h], builder.load(acc[chain][h])]),
+                                          acc[chain][h])
+
+                    with cgutils.for_range_slice(builder, ir.Constant(i64, 0), whole, ir.Constant(i64, chains)) \
+                            as (q, _):
+                        for chain in range(chains):
+                            step(builder.add(q, ir.Constant(i64, chain)), chain)
+                    with cgutils.for_range_slice(builder, whole, columns, ir.Constant(i64, 1)) as (q, _):
+                        step(q, 0)
+                tap = builder.add(builder.mul(row_loop.index, column_taps), column_loop.index)
+                target = builder.add(p_offset, builder.mul(tap, ir.Constant(i64, lanes)))
+                for h in range(halves):
+                    total = builder.load(acc[0][h])
+                    for chain in range(1, chains):
+                        total = builder.fadd(total, builder.load(acc[chain][h]))
+                    builder.store(total, builder.bitcast(builder.gep(p_data, [builder.add(
+                        target, ir.Constant(i64, h * (lanes // halves)))]), wide_pointer), align=8)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
 def _virtual_rows(builder, n_rows, row_count, ow_first, virtual_width, out_width, c_offset, c_row):
     """``(stored, c index)`` of each row of a tile of virtual pixels: row r is column ow_first + r of an output
     row ``virtual_width`` long, wrapping to the next; stored where r < row_count and its column < out_width."""
