@@ -41,7 +41,7 @@ signed index against negative wraparound, which stops LLVM from vectorizing the 
 import numpy as np
 from numba import njit, prange
 
-from ..arrays import pad_input
+from ..arrays import pad_input, scratch
 from ..config import FASTMATH, PARALLEL_MIN_ELEMENTS, TASK_PIXELS, TILE_PIXELS
 from .epilogue import activate, bias_activation_inplace
 from .twins import Twins
@@ -235,15 +235,17 @@ def workspace_blas(spec) -> int:
     return ((spec.padded_elements if spec.has_padding else 0) + columns) * spec.dtype.itemsize
 
 
-def gemm_columns(spec, x):
+def gemm_columns(spec, x, slot=None):
     """The (N, G, K, pixels) operand of the per-group GEMM: the input itself for an unpadded 1x1 kernel
-    of stride 1 (no copy), else the im2col matrix of the padded input."""
+    of stride 1 (no copy), else the im2col matrix of the padded input -- in this thread's `scratch` buffer
+    ``slot`` where one is named (valid until the next call with that slot), else freshly allocated."""
     pixels = spec.out_height * spec.out_width
     reduction = spec.reduction_length
     if spec.kernel_height == spec.kernel_width == 1 and spec.stride == (1, 1) and not spec.has_padding:
         return np.ascontiguousarray(x).reshape(spec.batch, spec.groups, reduction, pixels)
     padded = pad_input(x, spec)
-    columns = np.empty((spec.batch, spec.in_channels * spec.kernel_height * spec.kernel_width, pixels), x.dtype)
+    shape = (spec.batch, spec.in_channels * spec.kernel_height * spec.kernel_width, pixels)
+    columns = np.empty(shape, x.dtype) if slot is None else scratch(slot, shape, x.dtype)
     im2col(columns.size, padded, columns, spec.kernel_height, spec.kernel_width, *spec.stride, *spec.dilation,
            spec.out_width, minimum=PARALLEL_MIN_ELEMENTS)
     return columns.reshape(spec.batch, spec.groups, reduction, pixels)
