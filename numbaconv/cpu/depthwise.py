@@ -342,6 +342,10 @@ depthwise_conv_nhwc = Twins(_depthwise_conv_nhwc, fastmath=FASTMATH)
 # NHWC): 1.1-1.6x the accumulators-in-L1 kernel below; at batch 8 1.4-2.4x.
 
 TILE_PIXELS = 8
+# Multiply-adds below which the tiled kernels run serially: waking the second thread costs more than it
+# saves (2-core VM: 240 channels at 7x7, 106 K multiply-adds, 5.7 us serial against 9.8 in parallel; at
+# 680 K, 37 against 27).
+TILES_PARALLEL_MIN_WORK = 1 << 18
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -784,7 +788,7 @@ def run_nchw(x, weight, bias, out, multiplier, stride, dilation, pad_top, pad_le
                                                           pad_left, out.dtype, threads)
         buffers = scratch("depthwise_blocks", numba.config.NUMBA_NUM_THREADS * per_thread, out.dtype)
         depthwise_nchw_blocked(work, x, _taps_of(weight), bias, out, *stride, *dilation, pad_top, pad_left, act, rows,
-                               padded_width, buffers, per_thread)
+                               padded_width, buffers, per_thread, minimum=TILES_PARALLEL_MIN_WORK)
         return
     filters = np.ascontiguousarray(weight.reshape(out_channels, kernel_height, kernel_width))
     tiles = geometry(n_images * out_channels, out_height, out_width, kernel_height, kernel_width, tuple(stride),
@@ -819,7 +823,7 @@ def run_nhwc(x, weight, bias, out, multiplier, stride, dilation, pad_top, pad_le
     if multiplier == 1:
         part = channel_part(n_images, out_height, out_channels, out.dtype, numba.get_num_threads())
         depthwise_nhwc_tiled(out.size * weight.shape[2] * weight.shape[3], x, _taps_of(weight), bias, out, *stride,
-                             *dilation, pad_top, pad_left, act, 1, part)
+                             *dilation, pad_top, pad_left, act, 1, part, minimum=TILES_PARALLEL_MIN_WORK)
         return
     block = nhwc_block(out_width, out_channels)
     threads = numba.get_num_threads()
