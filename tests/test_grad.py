@@ -148,6 +148,10 @@ def test_depthwise_weight_gradient_accumulates_in_float64():
     (dict(stride=2, padding=(2, 1), dilation=2), (1, 24, 45, 38), (3, 3)),
     (dict(stride=(1, 2), padding=(2, 3)), (3, 17, 9, 12), (5, 7)),
     (dict(padding=1, padding_mode="reflect"), (1, 16, 33, 5), (3, 3)),
+    (dict(stride=2, padding=2), (2, 20, 23, 21), (5, 5)),             # the row tiles' other cases
+    (dict(padding=2), (1, 33, 12, 9), (5, 5)),
+    (dict(padding=(3, 1)), (1, 16, 9, 30), (7, 7)),
+    (dict(stride=(1, 2), padding=1), (1, 8, 11, 2), (3, 3)),         # an output row of one pixel
 ])
 def test_depthwise_weight_gradient_through_channel_blocks(rng, dtype, layout, kwargs, shape, kernel):
     """`cpu.depthwise.weight_gradient` (channel blocks in SIMD lanes, float64 sums per task, one slot per task):

@@ -47,7 +47,8 @@ from ..arrays import scratch
 from ..config import DEPTHWISE_BUFFER_ELEMENTS, DEPTHWISE_TASK_OUTPUTS, FASTMATH
 from . import packcache
 from .epilogue import activate
-from .simd import VECTOR_BYTES, depthwise_row_tile, depthwise_tile, depthwise_weight_tile, transpose_block
+from .simd import (VECTOR_BYTES, depthwise_row_tile, depthwise_tile, depthwise_weight_row_tile, depthwise_weight_tile,
+                   transpose_block)
 from .stack import stack_array
 from .twins import Twins
 
@@ -338,8 +339,8 @@ depthwise_conv_nhwc = Twins(_depthwise_conv_nhwc, fastmath=FASTMATH)
 #                         loads of taps on the zero padding masked off at the rows' ends)
 #
 # A tile crossing the row's last inner column with more than a tile of the row left is moved back to end there
-# (a few outputs are computed and stored twice, the same values) rather than run with masks.  Measured (2 cores, batch 1,
-# NHWC): 1.1-1.6x the accumulators-in-L1 kernel below; at batch 8 1.4-2.4x.
+# (a few outputs are computed and stored twice, the same values) rather than run with masks.  Measured (2 cores,
+# batch 1, NHWC): 1.1-1.6x the accumulators-in-L1 kernel below; at batch 8 1.4-2.4x.
 
 TILE_PIXELS = 8
 # Multiply-adds below which the tiled kernels run serially: waking the second thread costs more than it
@@ -700,9 +701,29 @@ def _depthwise_weight_blocked(x, x_strides, grad, grad_strides, partial, buffers
         g_base = base + rows_in * row_size
         _stage_block(grad, grad_strides[0], grad_strides[1], grad_strides[2], grad_strides[3], buffers, g_base, n, c0,
                      kc, oh0, oh1 - oh0, out_height, out_width, 0, out_width)
-        depthwise_weight_tile(buffers, base, stride_w * lanes, stride_h * row_size, dilation_h * row_size,
-                              dilation_w * lanes, buffers, g_base, out_width * lanes, oh1 - oh0, out_width,
-                              kernel_height, kernel_width, partial, ((n * bands + band) * blocks + block) * taps * lanes)
+        slot = ((n * bands + band) * blocks + block) * taps * lanes
+        shape = kernel_width * 10 + stride_w if dilation_w == 1 else 0  # a row tile's case, if any
+        a_row = stride_h * row_size
+        g_row = out_width * lanes
+        tap_row = dilation_h * row_size
+        if shape == 31:
+            depthwise_weight_row_tile(buffers, base, lanes, a_row, tap_row, buffers, g_base, g_row, oh1 - oh0,
+                                      out_width, kernel_height, partial, slot, 3, 1)
+        elif shape == 32:
+            depthwise_weight_row_tile(buffers, base, lanes, a_row, tap_row, buffers, g_base, g_row, oh1 - oh0,
+                                      out_width, kernel_height, partial, slot, 3, 2)
+        elif shape == 51:
+            depthwise_weight_row_tile(buffers, base, lanes, a_row, tap_row, buffers, g_base, g_row, oh1 - oh0,
+                                      out_width, kernel_height, partial, slot, 5, 1)
+        elif shape == 52:
+            depthwise_weight_row_tile(buffers, base, lanes, a_row, tap_row, buffers, g_base, g_row, oh1 - oh0,
+                                      out_width, kernel_height, partial, slot, 5, 2)
+        elif shape == 71:
+            depthwise_weight_row_tile(buffers, base, lanes, a_row, tap_row, buffers, g_base, g_row, oh1 - oh0,
+                                      out_width, kernel_height, partial, slot, 7, 1)
+        else:
+            depthwise_weight_tile(buffers, base, stride_w * lanes, a_row, tap_row, dilation_w * lanes, buffers, g_base,
+                                  g_row, oh1 - oh0, out_width, kernel_height, kernel_width, partial, slot)
 
 
 depthwise_weight_blocked = Twins(_depthwise_weight_blocked)

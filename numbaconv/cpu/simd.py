@@ -506,6 +506,91 @@ def depthwise_weight_tile(typingctx, a, a_offset, a_pixel, a_row, a_tap_row, a_t
     return signature, codegen
 
 
+@intrinsic
+def depthwise_weight_row_tile(typingctx, a, a_offset, a_pixel, a_row, a_tap_row, g, g_offset, g_row, rows, columns,
+                              row_taps, partial, p_offset, kernel_width, stride):
+    """`depthwise_weight_tile` with the filter's width and the stride known at compile time (no dilation): the
+    taps of one filter row are reduced together, output pixel by output pixel -- its gradient vector widened
+    once for all of them, the input pixels it meets kept in a window that slides by the stride (``stride``
+    new ones widened per output pixel, not one per tap), so a float32 output pixel costs 2 x (1 + stride)
+    conversions and 2 x kernel_width multiply-adds per filter row.  ``a_pixel`` is the input's element step
+    from one column to the next (the stride is applied here); ``kernel_width`` and ``stride`` are integer
+    literals, ``stride`` <= ``kernel_width``."""
+    if not (isinstance(kernel_width, types.IntegerLiteral) and isinstance(stride, types.IntegerLiteral)):
+        return None
+    n_taps, step = kernel_width.literal_value, stride.literal_value
+    if step > n_taps:
+        return None
+    signature = types.void(a, a_offset, a_pixel, a_row, a_tap_row, g, g_offset, g_row, rows, columns, row_taps,
+                           partial, p_offset, kernel_width, stride)
+
+    def codegen(context, builder, sig, args):
+        (_, a_offset, a_pixel, a_row, a_tap_row, _, g_offset, g_row, rows, columns, row_taps, _, p_offset, _,
+         _) = args
+        a_data, g_data, p_data = (context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 5, 11))
+        scalar, lanes, vector, pointer, mask_type, masked_load, masked_store = _vectors(context, builder,
+                                                                                        sig.args[0].dtype)
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        halves = 2 if scalar == ir.FloatType() else 1
+        wide = ir.VectorType(ir.DoubleType(), lanes // halves)
+        wide_pointer = wide.as_pointer()
+        fma = _fma(builder, wide)
+        zero = ir.Constant(wide, None)
+        alignment = context.get_abi_sizeof(scalar)
+
+        def widened(data, index):
+            value = builder.load(builder.bitcast(builder.gep(data, [index]), pointer), align=alignment)
+            if halves == 1:
+                return [value]
+            undef = ir.Constant(vector, ir.Undefined)
+            half = lanes // 2
+            return [builder.fpext(builder.shuffle_vector(value, undef, ir.Constant(
+                ir.VectorType(i32, half), list(range(h * half, (h + 1) * half)))), wide) for h in range(2)]
+
+        acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(halves)] for _ in range(n_taps)]
+        window = [[cgutils.alloca_once_value(builder, zero) for _ in range(halves)] for _ in range(n_taps)]
+        with cgutils.for_range(builder, row_taps) as tap_row:
+            for tap in acc:
+                for h in tap:
+                    builder.store(zero, h)
+            row_base = builder.add(a_offset, builder.mul(tap_row.index, a_tap_row))
+            with cgutils.for_range(builder, rows) as r_loop:
+                a_base = builder.add(row_base, builder.mul(r_loop.index, a_row))
+                g_base = builder.add(g_offset, builder.mul(r_loop.index, g_row))
+                for j in range(n_taps):  # the first output pixel's input pixels
+                    for h, value in enumerate(widened(a_data, builder.add(a_base, builder.mul(ir.Constant(i64, j),
+                                                                                              a_pixel)))):
+                        builder.store(value, window[j][h])
+                with cgutils.for_range(builder, columns) as q_loop:
+                    q = q_loop.index
+                    gv = widened(g_data, builder.add(g_base, builder.mul(q, ir.Constant(i64, lanes))))
+                    for j in range(n_taps):
+                        for h in range(halves):
+                            builder.store(builder.call(fma, [gv[h], builder.load(window[j][h]),
+                                                             builder.load(acc[j][h])]), acc[j][h])
+                    following = builder.add(q, ir.Constant(i64, 1))
+                    with builder.if_then(builder.icmp_signed("<", following, columns), likely=True):
+                        for j in range(n_taps - step):  # slide by the stride, then the new input pixels
+                            for h in range(halves):
+                                builder.store(builder.load(window[j + step][h]), window[j][h])
+                        first = builder.add(builder.mul(following, ir.Constant(i64, step)),
+                                            ir.Constant(i64, n_taps - step))
+                        for j in range(n_taps - step, n_taps):
+                            column = builder.add(first, ir.Constant(i64, j - (n_taps - step)))
+                            for h, value in enumerate(widened(a_data, builder.add(a_base,
+                                                                                  builder.mul(column, a_pixel)))):
+                                builder.store(value, window[j][h])
+            for j in range(n_taps):
+                tap = builder.add(builder.mul(tap_row.index, ir.Constant(i64, n_taps)), ir.Constant(i64, j))
+                target = builder.add(p_offset, builder.mul(tap, ir.Constant(i64, lanes)))
+                for h in range(halves):
+                    builder.store(builder.load(acc[j][h]), builder.bitcast(builder.gep(p_data, [builder.add(
+                        target, ir.Constant(i64, h * (lanes // halves)))]), wide_pointer), align=8)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
 def _virtual_rows(builder, n_rows, row_count, ow_first, virtual_width, out_width, c_offset, c_row):
     """``(stored, c index)`` of each row of a tile of virtual pixels: row r is column ow_first + r of an output
     row ``virtual_width`` long, wrapping to the next; stored where r < row_count and its column < out_width."""
