@@ -10,18 +10,22 @@ How they run on the CPU, reusing the forward kernels where the algebra allows:
 
 * **grad input** is a convolution of ``grad_output`` with the flipped, channel-transposed weight
   (a "full" correlation: padded by the dilated kernel extent minus 1, the grad zero-upsampled by
-  the stride first).  For a stride-1 layer with equal zero padding on both sides the crop back to
-  the input is folded into that convolution's padding, and it runs in the caller's layout; a strided
-  depthwise layer with zero padding has a one-pass kernel (`_depthwise_grad_input_kernel`).  It runs through `numbaconv.conv2d`, so depthwise layers use the
-  depthwise kernel and the others the grouped/BLAS kernels; then the padding's adjoint
-  (crop, or fold the border back for reflect/replicate/circular).
+  the stride first).  It runs through `numbaconv.conv2d`, so depthwise layers use the depthwise
+  kernel and the others the grouped/BLAS kernels; then the padding's adjoint (crop, or fold the
+  border back for reflect/replicate/circular).  For a stride-1 layer with equal zero padding on both
+  sides the crop back to the input is folded into that convolution's padding, and it runs in the
+  caller's layout; a strided depthwise layer with zero padding has a one-pass kernel
+  (`_depthwise_grad_input_kernel`).
 * **grad weight**, dense and grouped: one batched BLAS product per image,
-  ``grad_output[n, g] (C_out/G x P) @ im2col(x)[n, g]^T (P x K)``, summed over the images in float64.
-* **grad weight**, depthwise: a reduction over N x H_out x W_out per filter tap, a Numba kernel
-  parallel over (output channel, tap), each task owning one weight element, so no two threads
-  write one place.  **float32 inputs are accumulated in float64** (products and sums), so a
-  reduction over millions of pixels loses no precision to the accumulator; the result is
-  rounded to float32 once.
+  ``grad_output[n, g] (C_out/G x P) @ im2col(x)[n, g]^T (P x K)``, summed over the images in float64;
+  the im2col is built a few images at a time in a kept scratch buffer.
+* **grad weight**, depthwise: a reduction over N x H_out x W_out per filter tap.  Without a channel
+  multiplier, `cpu.depthwise.weight_gradient`: per task (image, 16 channels, band of rows) the rows
+  are staged channels last and every tap reduced with the channels in SIMD lanes, into the task's
+  own slot; with one, a Numba kernel parallel over (output channel, tap), each task owning one
+  weight element.  No two threads write one place.  **float32 inputs are accumulated in float64**
+  (products and sums), so a reduction over millions of pixels loses no precision to the
+  accumulator; the result is rounded to float32 once.
 * **grad bias**: the sum of ``grad_output`` over images and pixels, accumulated in float64.
 """
 

@@ -447,7 +447,7 @@ def _nhwc_rows_tiled(x_flat, w_flat, bias, out_flat, n, oh0, oh1, c_first, c_end
 def _depthwise_nhwc_tiled(x, w_taps, bias, out, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, act,
                           rows, channel_part):
     """x (N, H, W, C), w_taps (C / L, kH, kW, L) from `nhwc_taps`, out (N, H_out, W_out, C), all C-contiguous; a
-    task is one output row of one image and ``channel_part`` channels (whole vectors of L)."""
+    task is ``rows`` output rows of one image and ``channel_part`` channels (whole vectors of L)."""
     n_images, in_height, in_width, channels = x.shape
     out_height, out_width = out.shape[1], out.shape[2]
     kernel_height, kernel_width = w_taps.shape[1], w_taps.shape[2]
@@ -564,6 +564,8 @@ def _blocked_task(x_flat, w_flat, bias, out_flat, buffers, base, n, c0, oh0, oh1
             column = ow0 * stride_w
             x_offset = base + (oh - oh0) * stride_h * row_size + column * lanes
             o_offset = out_base + ((oh - oh0) * out_width + ow0) * lanes
+            # the tile cases of `_nhwc_rows_tiled`, written out again: one helper serving both kernels (a call per
+            # tile, taking the arrays) measured 2x slower, Numba counting references to them at every tile
             variant = shape + (1 if count == TILE_PIXELS and kc == lanes else 0)
             if variant == 63:
                 depthwise_row_tile(buffers, x_offset, lanes, x_row, kernel_height, w_flat, w_offset, w_row, buffers,

@@ -309,8 +309,7 @@ def depthwise_tile(typingctx, x, x_offset, x_pixel, x_row, x_column, row_taps, c
         fma = _fma(builder, vector)
         zero = ir.Constant(vector, None)
         alignment = ir.Constant(i32, context.get_abi_sizeof(scalar))
-        limit = _splat(builder, channels, ir.VectorType(i64, lanes))
-        mask = builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes), list(range(lanes))), limit)
+        mask = _lane_mask(builder, channels, lanes)
         no_lanes = ir.Constant(mask_type, [0] * lanes)
         acc = [cgutils.alloca_once_value(builder, zero) for _ in range(n_pixels)]
         # pixel p's offset in x (pixels past pixel_count read the last one's), and its first tap's column
@@ -337,11 +336,8 @@ def depthwise_tile(typingctx, x, x_offset, x_pixel, x_row, x_column, row_taps, c
                     value = builder.call(masked_load, [builder.bitcast(builder.gep(x_data, [builder.add(
                         tap_base, pixel_offsets[p])]), pointer), alignment, load_mask, zero])
                     builder.store(builder.call(fma, [value, weight, builder.load(acc[p])]), acc[p])
-        rows_at = [(builder.icmp_signed("<", ir.Constant(i64, p), pixel_count),
-                    builder.add(c_offset, builder.mul(ir.Constant(i64, p), c_pixel))) for p in range(n_pixels)]
-        false = ir.Constant(ir.IntType(1), 0)
-        _store(context, builder, sig.args[10].dtype, [[a] for a in acc], rows_at, [mask], c_data, bias_data,
-               bias_offset, false, act, ir.Constant(ir.IntType(1), 1), false, False)
+        _store_pixels(context, builder, sig.args[10].dtype, acc, pixel_count, c_offset, c_pixel, mask, c_data,
+                      bias_data, bias_offset, act)
         return context.get_dummy_value()
 
     return signature, codegen
@@ -386,8 +382,7 @@ def depthwise_row_tile(typingctx, x, x_offset, x_pixel, x_row, row_taps, w, w_of
             mask = ir.Constant(mask_type, [1] * lanes)
             input_masks = [None] * inputs
         else:
-            limit = _splat(builder, channels, ir.VectorType(i64, lanes))
-            mask = builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes), list(range(lanes))), limit)
+            mask = _lane_mask(builder, channels, lanes)
             # input pixel u is read where some stored pixel needs it and its column is inside the row
             needed = builder.add(builder.mul(builder.sub(pixel_count, ir.Constant(i64, 1)), ir.Constant(i64, step)),
                                  ir.Constant(i64, n_taps))
@@ -416,11 +411,8 @@ def depthwise_row_tile(typingctx, x, x_offset, x_pixel, x_row, row_taps, w, w_of
                     if (u - j) % step == 0 and 0 <= (u - j) // step < n_pixels:
                         p = (u - j) // step
                         builder.store(builder.call(fma, [value, weights[j], builder.load(acc[p])]), acc[p])
-        rows_at = [(builder.icmp_signed("<", ir.Constant(i64, p), pixel_count),
-                    builder.add(c_offset, builder.mul(ir.Constant(i64, p), c_pixel))) for p in range(n_pixels)]
-        false = ir.Constant(ir.IntType(1), 0)
-        _store(context, builder, sig.args[8].dtype, [[a] for a in acc], rows_at, [mask], c_data, bias_data,
-               bias_offset, false, act, ir.Constant(ir.IntType(1), 1), false, False)
+        _store_pixels(context, builder, sig.args[8].dtype, acc, pixel_count, c_offset, c_pixel, mask, c_data,
+                      bias_data, bias_offset, act)
         return context.get_dummy_value()
 
     return signature, codegen
@@ -447,26 +439,11 @@ def depthwise_weight_tile(typingctx, a, a_offset, a_pixel, a_row, a_tap_row, a_t
         (_, a_offset, a_pixel, a_row, a_tap_row, a_tap_column, _, g_offset, g_row, rows, columns, row_taps,
          column_taps, _, p_offset) = args
         a_data, g_data, p_data = (context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 6, 13))
-        scalar, lanes, vector, pointer, mask_type, masked_load, masked_store = _vectors(context, builder,
-                                                                                        sig.args[0].dtype)
-        i64, i32 = ir.IntType(64), ir.IntType(32)
-        double = ir.DoubleType()
-        halves = 2 if scalar == ir.FloatType() else 1
-        wide = ir.VectorType(double, lanes // halves)
-        wide_pointer = wide.as_pointer()
+        i64 = ir.IntType(64)
+        lanes = VECTOR_BYTES // context.get_abi_sizeof(context.get_data_type(sig.args[0].dtype))
+        widened, store, wide, halves = _float64_lanes(context, builder, sig.args[0].dtype)
         fma = _fma(builder, wide)
         zero = ir.Constant(wide, None)
-        alignment = context.get_abi_sizeof(scalar)
-
-        def widened(data, index):
-            value = builder.load(builder.bitcast(builder.gep(data, [index]), pointer), align=alignment)
-            if halves == 1:
-                return [value]
-            undef = ir.Constant(vector, ir.Undefined)
-            half = lanes // 2
-            return [builder.fpext(builder.shuffle_vector(value, undef, ir.Constant(
-                ir.VectorType(i32, half), list(range(h * half, (h + 1) * half)))), wide) for h in range(2)]
-
         acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(halves)] for _ in range(chains)]
         whole = builder.mul(builder.sdiv(columns, ir.Constant(i64, chains)), ir.Constant(i64, chains))
         with cgutils.for_range(builder, row_taps) as row_loop:
@@ -494,13 +471,13 @@ def depthwise_weight_tile(typingctx, a, a_offset, a_pixel, a_row, a_tap_row, a_t
                     with cgutils.for_range_slice(builder, whole, columns, ir.Constant(i64, 1)) as (q, _):
                         step(q, 0)
                 tap = builder.add(builder.mul(row_loop.index, column_taps), column_loop.index)
-                target = builder.add(p_offset, builder.mul(tap, ir.Constant(i64, lanes)))
+                totals = []
                 for h in range(halves):
                     total = builder.load(acc[0][h])
                     for chain in range(1, chains):
                         total = builder.fadd(total, builder.load(acc[chain][h]))
-                    builder.store(total, builder.bitcast(builder.gep(p_data, [builder.add(
-                        target, ir.Constant(i64, h * (lanes // halves)))]), wide_pointer), align=8)
+                    totals.append(total)
+                store(totals, p_data, builder.add(p_offset, builder.mul(tap, ir.Constant(i64, lanes))))
         return context.get_dummy_value()
 
     return signature, codegen
@@ -528,25 +505,11 @@ def depthwise_weight_row_tile(typingctx, a, a_offset, a_pixel, a_row, a_tap_row,
         (_, a_offset, a_pixel, a_row, a_tap_row, _, g_offset, g_row, rows, columns, row_taps, _, p_offset, _,
          _) = args
         a_data, g_data, p_data = (context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 5, 11))
-        scalar, lanes, vector, pointer, mask_type, masked_load, masked_store = _vectors(context, builder,
-                                                                                        sig.args[0].dtype)
-        i64, i32 = ir.IntType(64), ir.IntType(32)
-        halves = 2 if scalar == ir.FloatType() else 1
-        wide = ir.VectorType(ir.DoubleType(), lanes // halves)
-        wide_pointer = wide.as_pointer()
+        i64 = ir.IntType(64)
+        lanes = VECTOR_BYTES // context.get_abi_sizeof(context.get_data_type(sig.args[0].dtype))
+        widened, store, wide, halves = _float64_lanes(context, builder, sig.args[0].dtype)
         fma = _fma(builder, wide)
         zero = ir.Constant(wide, None)
-        alignment = context.get_abi_sizeof(scalar)
-
-        def widened(data, index):
-            value = builder.load(builder.bitcast(builder.gep(data, [index]), pointer), align=alignment)
-            if halves == 1:
-                return [value]
-            undef = ir.Constant(vector, ir.Undefined)
-            half = lanes // 2
-            return [builder.fpext(builder.shuffle_vector(value, undef, ir.Constant(
-                ir.VectorType(i32, half), list(range(h * half, (h + 1) * half)))), wide) for h in range(2)]
-
         acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(halves)] for _ in range(n_taps)]
         window = [[cgutils.alloca_once_value(builder, zero) for _ in range(halves)] for _ in range(n_taps)]
         with cgutils.for_range(builder, row_taps) as tap_row:
@@ -582,13 +545,59 @@ def depthwise_weight_row_tile(typingctx, a, a_offset, a_pixel, a_row, a_tap_row,
                                 builder.store(value, window[j][h])
             for j in range(n_taps):
                 tap = builder.add(builder.mul(tap_row.index, ir.Constant(i64, n_taps)), ir.Constant(i64, j))
-                target = builder.add(p_offset, builder.mul(tap, ir.Constant(i64, lanes)))
-                for h in range(halves):
-                    builder.store(builder.load(acc[j][h]), builder.bitcast(builder.gep(p_data, [builder.add(
-                        target, ir.Constant(i64, h * (lanes // halves)))]), wide_pointer), align=8)
+                store([builder.load(h) for h in acc[j]], p_data,
+                      builder.add(p_offset, builder.mul(tap, ir.Constant(i64, lanes))))
         return context.get_dummy_value()
 
     return signature, codegen
+
+
+def _lane_mask(builder, count, lanes, first=0):
+    """The lanes l of a vector of ``lanes`` with first + l < ``count`` (a run-time i64): a tile's columns or channels
+    that exist."""
+    i64 = ir.IntType(64)
+    limit = _splat(builder, count, ir.VectorType(i64, lanes))
+    return builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes), [first + l for l in range(lanes)]), limit)
+
+
+def _store_pixels(context, builder, dtype, acc, pixel_count, c_offset, c_pixel, mask, c_data, bias_data, bias_offset,
+                  act):
+    """The depthwise tiles' stores: pixel p's accumulator (one vector) to c_data[c_offset + p*c_pixel + l] for
+    p < pixel_count and the lanes of ``mask``, as ``activate(acc + bias[bias_offset + l], act)`` (`_store`)."""
+    i64 = ir.IntType(64)
+    rows_at = [(builder.icmp_signed("<", ir.Constant(i64, p), pixel_count),
+                builder.add(c_offset, builder.mul(ir.Constant(i64, p), c_pixel))) for p in range(len(acc))]
+    false = ir.Constant(ir.IntType(1), 0)
+    _store(context, builder, dtype, [[a] for a in acc], rows_at, [mask], c_data, bias_data, bias_offset, false, act,
+           ir.Constant(ir.IntType(1), 1), false, False)
+
+
+def _float64_lanes(context, builder, dtype):
+    """The depthwise weight gradient's float64 view of one 64-byte vector of ``dtype``: ``(widened, store, wide,
+    halves)`` -- ``widened(data, index)`` loads the vector at data[index] as ``halves`` float64 vectors (two,
+    widened, for float32; itself for float64), ``store(values, data, index)`` writes such halves to a float64
+    array, ``wide`` their LLVM type."""
+    scalar, lanes, vector, pointer, mask_type, masked_load, masked_store = _vectors(context, builder, dtype)
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    halves = 2 if scalar == ir.FloatType() else 1
+    width = lanes // halves
+    wide = ir.VectorType(ir.DoubleType(), width)
+    alignment = context.get_abi_sizeof(scalar)
+
+    def widened(data, index):
+        value = builder.load(builder.bitcast(builder.gep(data, [index]), pointer), align=alignment)
+        if halves == 1:
+            return [value]
+        undef = ir.Constant(vector, ir.Undefined)
+        return [builder.fpext(builder.shuffle_vector(value, undef, ir.Constant(
+            ir.VectorType(i32, width), list(range(h * width, (h + 1) * width)))), wide) for h in range(2)]
+
+    def store(values, data, index):
+        for h, value in enumerate(values):
+            builder.store(value, builder.bitcast(builder.gep(data, [builder.add(index, ir.Constant(i64, h * width))]),
+                                                 wide.as_pointer()), align=8)
+
+    return widened, store, wide, halves
 
 
 def _virtual_rows(builder, n_rows, row_count, ow_first, virtual_width, out_width, c_offset, c_row):
@@ -619,9 +628,7 @@ def _accumulators(context, builder, dtype, n_rows, n_vectors, columns, b_data):
     fma = _fma(builder, vector)
     zero = ir.Constant(vector, None)
     acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(n_vectors)] for _ in range(n_rows)]
-    limit = _splat(builder, columns, ir.VectorType(i64, lanes))
-    masks = [builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes), [v * lanes + l for l in range(lanes)]),
-                                 limit) for v in range(n_vectors)]
+    masks = [_lane_mask(builder, columns, lanes, v * lanes) for v in range(n_vectors)]
     alignment = ir.Constant(i32, context.get_abi_sizeof(scalar))
 
     def load_b(index):
