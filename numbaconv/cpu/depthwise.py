@@ -361,8 +361,7 @@ def _nhwc_rows_tiled(x_flat, w_flat, bias, out_flat, n, oh0, oh1, c_first, c_end
     lanes = VECTOR_BYTES // out_flat.itemsize
     x_row = dilation_h * in_width * channels
     w_row = kernel_width * lanes
-    w_block = kernel_height * w_row
-    shape = (kernel_width * 10 + stride_w) * 2 if dilation_w == 1 else 0  # the row tile's case, if any
+    shape = kernel_width * 10 + stride_w if dilation_w == 1 else 0  # the row tile's case, if any
     for oh in range(oh0, oh1):
         ih0 = oh * stride_h - pad_top
         kh_first = 0
@@ -386,61 +385,83 @@ def _nhwc_rows_tiled(x_flat, w_flat, bias, out_flat, n, oh0, oh1, c_first, c_end
                 count = TILE_PIXELS
                 inner = True
             iw = ow0 * stride_w - pad_left
-            w_offset = (c_first // lanes * kernel_height + kh_first) * w_row
-            for c0 in range(c_first, c_end, lanes):
-                width = min(lanes, c_end - c0)
-                x_offset = x_base + iw * channels + c0
-                o_offset = o_base + ow0 * channels + c0
-                variant = shape + (1 if inner and count == TILE_PIXELS and width == lanes else 0)
-                if variant == 63:
-                    depthwise_row_tile(x_flat, x_offset, channels, x_row, row_taps, w_flat, w_offset, w_row, out_flat,
-                                       o_offset, channels, count, width, iw, in_width, bias, c0, act, TILE_PIXELS,
-                                       3, 1, True)
-                elif variant == 65:
-                    depthwise_row_tile(x_flat, x_offset, channels, x_row, row_taps, w_flat, w_offset, w_row, out_flat,
-                                       o_offset, channels, count, width, iw, in_width, bias, c0, act, TILE_PIXELS,
-                                       3, 2, True)
-                elif variant == 103:
-                    depthwise_row_tile(x_flat, x_offset, channels, x_row, row_taps, w_flat, w_offset, w_row, out_flat,
-                                       o_offset, channels, count, width, iw, in_width, bias, c0, act, TILE_PIXELS,
-                                       5, 1, True)
-                elif variant == 105:
-                    depthwise_row_tile(x_flat, x_offset, channels, x_row, row_taps, w_flat, w_offset, w_row, out_flat,
-                                       o_offset, channels, count, width, iw, in_width, bias, c0, act, TILE_PIXELS,
-                                       5, 2, True)
-                elif variant == 143:
-                    depthwise_row_tile(x_flat, x_offset, channels, x_row, row_taps, w_flat, w_offset, w_row, out_flat,
-                                       o_offset, channels, count, width, iw, in_width, bias, c0, act, TILE_PIXELS,
-                                       7, 1, True)
-                elif variant == 62:
-                    depthwise_row_tile(x_flat, x_offset, channels, x_row, row_taps, w_flat, w_offset, w_row, out_flat,
-                                       o_offset, channels, count, width, iw, in_width, bias, c0, act, TILE_PIXELS,
-                                       3, 1, False)
-                elif variant == 64:
-                    depthwise_row_tile(x_flat, x_offset, channels, x_row, row_taps, w_flat, w_offset, w_row, out_flat,
-                                       o_offset, channels, count, width, iw, in_width, bias, c0, act, TILE_PIXELS,
-                                       3, 2, False)
-                elif variant == 102:
-                    depthwise_row_tile(x_flat, x_offset, channels, x_row, row_taps, w_flat, w_offset, w_row, out_flat,
-                                       o_offset, channels, count, width, iw, in_width, bias, c0, act, TILE_PIXELS,
-                                       5, 1, False)
-                elif variant == 104:
-                    depthwise_row_tile(x_flat, x_offset, channels, x_row, row_taps, w_flat, w_offset, w_row, out_flat,
-                                       o_offset, channels, count, width, iw, in_width, bias, c0, act, TILE_PIXELS,
-                                       5, 2, False)
-                elif variant == 142:
-                    depthwise_row_tile(x_flat, x_offset, channels, x_row, row_taps, w_flat, w_offset, w_row, out_flat,
-                                       o_offset, channels, count, width, iw, in_width, bias, c0, act, TILE_PIXELS,
-                                       7, 1, False)
-                elif inner:
-                    depthwise_tile(x_flat, x_offset, stride_w * channels, x_row, dilation_w * channels, row_taps,
-                                   kernel_width, w_flat, w_offset, w_row, out_flat, o_offset, channels, count, width,
-                                   iw, stride_w, dilation_w, in_width, bias, c0, act, TILE_PIXELS, False)
-                else:
-                    depthwise_tile(x_flat, x_offset, stride_w * channels, x_row, dilation_w * channels, row_taps,
-                                   kernel_width, w_flat, w_offset, w_row, out_flat, o_offset, channels, count, width,
-                                   iw, stride_w, dilation_w, in_width, bias, c0, act, TILE_PIXELS, True)
-                w_offset += w_block
+            full = inner and count == TILE_PIXELS
+            # one case per tile, its channel loop inside it: the masks of a partial tile are set up once per
+            # tile, not for every case at every channel vector (the compiler hoists them out of the loop)
+            if shape == 31:
+                for c0 in range(c_first, c_end, lanes):
+                    if full and c0 + lanes <= c_end:
+                        depthwise_row_tile(x_flat, x_base + iw * channels + c0, channels, x_row, row_taps, w_flat,
+                                           (c0 // lanes * kernel_height + kh_first) * w_row, w_row, out_flat,
+                                           o_base + ow0 * channels + c0, channels, count, min(lanes, c_end - c0), iw,
+                                           in_width, bias, c0, act, TILE_PIXELS, 3, 1, True)
+                    else:
+                        depthwise_row_tile(x_flat, x_base + iw * channels + c0, channels, x_row, row_taps, w_flat,
+                                           (c0 // lanes * kernel_height + kh_first) * w_row, w_row, out_flat,
+                                           o_base + ow0 * channels + c0, channels, count, min(lanes, c_end - c0), iw,
+                                           in_width, bias, c0, act, TILE_PIXELS, 3, 1, False)
+            elif shape == 32:
+                for c0 in range(c_first, c_end, lanes):
+                    if full and c0 + lanes <= c_end:
+                        depthwise_row_tile(x_flat, x_base + iw * channels + c0, channels, x_row, row_taps, w_flat,
+                                           (c0 // lanes * kernel_height + kh_first) * w_row, w_row, out_flat,
+                                           o_base + ow0 * channels + c0, channels, count, min(lanes, c_end - c0), iw,
+                                           in_width, bias, c0, act, TILE_PIXELS, 3, 2, True)
+                    else:
+                        depthwise_row_tile(x_flat, x_base + iw * channels + c0, channels, x_row, row_taps, w_flat,
+                                           (c0 // lanes * kernel_height + kh_first) * w_row, w_row, out_flat,
+                                           o_base + ow0 * channels + c0, channels, count, min(lanes, c_end - c0), iw,
+                                           in_width, bias, c0, act, TILE_PIXELS, 3, 2, False)
+            elif shape == 51:
+                for c0 in range(c_first, c_end, lanes):
+                    if full and c0 + lanes <= c_end:
+                        depthwise_row_tile(x_flat, x_base + iw * channels + c0, channels, x_row, row_taps, w_flat,
+                                           (c0 // lanes * kernel_height + kh_first) * w_row, w_row, out_flat,
+                                           o_base + ow0 * channels + c0, channels, count, min(lanes, c_end - c0), iw,
+                                           in_width, bias, c0, act, TILE_PIXELS, 5, 1, True)
+                    else:
+                        depthwise_row_tile(x_flat, x_base + iw * channels + c0, channels, x_row, row_taps, w_flat,
+                                           (c0 // lanes * kernel_height + kh_first) * w_row, w_row, out_flat,
+                                           o_base + ow0 * channels + c0, channels, count, min(lanes, c_end - c0), iw,
+                                           in_width, bias, c0, act, TILE_PIXELS, 5, 1, False)
+            elif shape == 52:
+                for c0 in range(c_first, c_end, lanes):
+                    if full and c0 + lanes <= c_end:
+                        depthwise_row_tile(x_flat, x_base + iw * channels + c0, channels, x_row, row_taps, w_flat,
+                                           (c0 // lanes * kernel_height + kh_first) * w_row, w_row, out_flat,
+                                           o_base + ow0 * channels + c0, channels, count, min(lanes, c_end - c0), iw,
+                                           in_width, bias, c0, act, TILE_PIXELS, 5, 2, True)
+                    else:
+                        depthwise_row_tile(x_flat, x_base + iw * channels + c0, channels, x_row, row_taps, w_flat,
+                                           (c0 // lanes * kernel_height + kh_first) * w_row, w_row, out_flat,
+                                           o_base + ow0 * channels + c0, channels, count, min(lanes, c_end - c0), iw,
+                                           in_width, bias, c0, act, TILE_PIXELS, 5, 2, False)
+            elif shape == 71:
+                for c0 in range(c_first, c_end, lanes):
+                    if full and c0 + lanes <= c_end:
+                        depthwise_row_tile(x_flat, x_base + iw * channels + c0, channels, x_row, row_taps, w_flat,
+                                           (c0 // lanes * kernel_height + kh_first) * w_row, w_row, out_flat,
+                                           o_base + ow0 * channels + c0, channels, count, min(lanes, c_end - c0), iw,
+                                           in_width, bias, c0, act, TILE_PIXELS, 7, 1, True)
+                    else:
+                        depthwise_row_tile(x_flat, x_base + iw * channels + c0, channels, x_row, row_taps, w_flat,
+                                           (c0 // lanes * kernel_height + kh_first) * w_row, w_row, out_flat,
+                                           o_base + ow0 * channels + c0, channels, count, min(lanes, c_end - c0), iw,
+                                           in_width, bias, c0, act, TILE_PIXELS, 7, 1, False)
+            elif inner:
+                for c0 in range(c_first, c_end, lanes):
+                    depthwise_tile(x_flat, x_base + iw * channels + c0, stride_w * channels, x_row,
+                                   dilation_w * channels, row_taps, kernel_width, w_flat,
+                                   (c0 // lanes * kernel_height + kh_first) * w_row, w_row, out_flat,
+                                   o_base + ow0 * channels + c0, channels, count, min(lanes, c_end - c0), iw, stride_w,
+                                   dilation_w, in_width, bias, c0, act, TILE_PIXELS, False)
+            else:
+                for c0 in range(c_first, c_end, lanes):
+                    depthwise_tile(x_flat, x_base + iw * channels + c0, stride_w * channels, x_row,
+                                   dilation_w * channels, row_taps, kernel_width, w_flat,
+                                   (c0 // lanes * kernel_height + kh_first) * w_row, w_row, out_flat,
+                                   o_base + ow0 * channels + c0, channels, count, min(lanes, c_end - c0), iw, stride_w,
+                                   dilation_w, in_width, bias, c0, act, TILE_PIXELS, True)
             ow0 += count
 
 
