@@ -90,10 +90,15 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     # the result in the caller's layout: an NCHW-only kernel's pieces are transposed into an NHWC result
     result = arrays.kernel_output(out, spec, spec.layout)
     if result.size:
-        bias_values = np.zeros(spec.out_channels, spec.dtype) if bias is None else np.ascontiguousarray(bias)
+        bias_values = arrays.zero_bias(spec.out_channels, spec.dtype) if bias is None else np.ascontiguousarray(bias)
         view = arrays.to_batched(x, spec) if native else arrays.to_nchw(x, spec)
-        kernel_spec, kernel_x = arrays.kernel_input(view, spec, kernel_layout)  # degenerate geometry gathered
-        dispatch.run_bounded(chosen, kernel_spec, kernel_x, weight, bias_values, result, kernel_layout, spec.layout)
+        if dispatch.runs_whole(chosen, spec, view.flags.c_contiguous, kernel_layout, spec.layout):
+            # the common call, decided once per spec: the kernel on the whole problem, straight into the result
+            (chosen.run_nhwc if native else chosen.run)(spec, view, weight, bias_values, result)
+        else:
+            kernel_spec, kernel_x = arrays.kernel_input(view, spec, kernel_layout)  # degenerate geometry gathered
+            dispatch.run_bounded(chosen, kernel_spec, kernel_x, weight, bias_values, result, kernel_layout,
+                                 spec.layout)
     return arrays.finish(result, spec, out, spec.layout)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from functools import lru_cache
 
 import numpy as np
 
@@ -339,6 +340,13 @@ def kernel_output(out: np.ndarray | None, spec: ConvSpec, layout: str = "NCHW") 
     return aligned_empty(shape, spec.dtype)
 
 
+@lru_cache(maxsize=64)
+def zero_bias(channels: int, dtype) -> np.ndarray:
+    """A zero bias of ``channels`` values for calls without one, kept rather than allocated per call; the
+    kernels only read it (left writeable: a read-only array would be another type, another compilation)."""
+    return np.zeros(channels, dtype)
+
+
 def finish(result: np.ndarray, spec: ConvSpec, out: np.ndarray | None, layout: str = "NCHW") -> np.ndarray:
     """Turn the kernel's batched result (in the kernel's ``layout``) into what the caller asked for."""
     if spec.layout == "NHWC" and layout == "NCHW":
@@ -351,6 +359,6 @@ def finish(result: np.ndarray, spec: ConvSpec, out: np.ndarray | None, layout: s
         shaped = shaped[0]
     if out is None:
         return shaped
-    if not np.shares_memory(out, result):
-        np.copyto(out, shaped)
+    if result.base is not out and result is not out and not np.shares_memory(out, result):
+        np.copyto(out, shaped)  # the kernel wrote a temporary (out's memory layout was not the kernel's)
     return out

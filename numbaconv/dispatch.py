@@ -226,6 +226,20 @@ def _pieces(algorithm: Algorithm, spec: ConvSpec, contiguous: bool, layout: str,
     return 1, rows
 
 
+def runs_whole(algorithm: Algorithm, spec: ConvSpec, contiguous: bool, layout: str, out_layout: str) -> bool:
+    """Whether `run_bounded` would run ``algorithm`` once on the whole problem, in ``out_layout`` itself: no
+    gathered axes (`ConvSpec.kernel_view`), no pieces, no transposed result.  Answered once per spec."""
+    memo = spec.__dict__.setdefault("_whole", {})
+    key = (algorithm.name, contiguous, layout, out_layout, workspace_budget())
+    answer = memo.get(key)
+    if answer is None:
+        view, gathered = spec.kernel_view
+        answer = memo[key] = (not any(gathered) and view is spec and out_layout == layout
+                              and pieces(algorithm, spec, contiguous, layout, out_layout) == (spec.batch,
+                                                                                          spec.out_height))
+    return answer
+
+
 def run_bounded(algorithm: Algorithm, spec: ConvSpec, x, weight, bias, out, layout: str = "NCHW",
                 out_layout: str | None = None) -> None:
     """Run ``algorithm`` on the batched x (in the kernel's ``layout``) into the C-contiguous batched out (in

@@ -506,6 +506,7 @@ def nhwc_taps(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(taps.reshape(blocks, lanes, kernel_height, kernel_width).transpose(0, 2, 3, 1))
 
 
+@lru_cache(maxsize=256)
 def channel_part(n_images: int, out_height: int, channels: int, dtype, threads: int) -> int:
     """Channels per task of the tiled NHWC kernel (whole vectors): all of them where images x rows give every
     thread 8 tasks, else fewer, down to one vector."""
