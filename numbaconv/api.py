@@ -6,15 +6,18 @@ kernel -> the kernel runs on prepared arrays -> the result in the caller's layou
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from . import arrays, dispatch
-from .spec import DEVICES
+from .spec import DEVICES, Activation, Array, Device, IntOrPair, Layout, Padding, PaddingMode
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-           padding_mode="zeros", activation=None, layout="NCHW", out=None,
-           algorithm="auto", device=None, stream=None):
+def conv2d(x: Array, weight: Array, bias: Array | None = None, stride: IntOrPair = 1, padding: Padding = 0,
+           dilation: IntOrPair = 1, groups: int = 1, *, padding_mode: PaddingMode = "zeros",
+           activation: Activation = None, layout: Layout = "NCHW", out: Array | None = None, algorithm: str = "auto",
+           device: Device = None, stream: Any = None) -> Array:
     """2-D convolution with the semantics of ``torch.nn.functional.conv2d``.
 
     Parameters
@@ -102,9 +105,30 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     return arrays.finish(result, spec, out, spec.layout)
 
 
-def pointwise_conv2d(x, weight, bias=None, stride=1, *, padding_mode="zeros", activation=None,
-                     layout="NCHW", out=None, algorithm="auto", device=None, stream=None):
-    """1x1 convolution (channel mixing): ``weight`` is (C_out, C_in, 1, 1); no padding, groups=1."""
+def pointwise_conv2d(x: Array, weight: Array, bias: Array | None = None, stride: IntOrPair = 1, *,
+                     padding_mode: PaddingMode = "zeros", activation: Activation = None, layout: Layout = "NCHW",
+                     out: Array | None = None, algorithm: str = "auto", device: Device = None,
+                     stream: Any = None) -> Array:
+    """1x1 convolution (channel mixing): `conv2d` with a (C_out, C_in, 1, 1) weight, no padding, groups=1.
+
+    Parameters
+    ----------
+    x : array
+        (N, C_in, H, W) or unbatched (C_in, H, W); (N, H, W, C_in) with ``layout='NHWC'``.
+    weight : array
+        (C_out, C_in, 1, 1), the dtype of x; any other shape is a ValueError.
+    bias : array or None
+        (C_out,), added before the activation.
+    stride : int or (int, int)
+        At least 1 (a strided 1x1 convolution reads every stride-th pixel).
+    padding_mode, activation, layout, out, algorithm, device, stream
+        As in `conv2d`.
+
+    Returns
+    -------
+    array
+        (N, C_out, H_out, W_out) (or NHWC), of x's dtype and array family; ``out`` itself when given.
+    """
     shape = tuple(np.shape(weight))
     if len(shape) != 4 or shape[2:] != (1, 1):
         raise ValueError(f"pointwise_conv2d needs a (C_out, C_in, 1, 1) weight, got weight.shape {shape}")
@@ -112,9 +136,32 @@ def pointwise_conv2d(x, weight, bias=None, stride=1, *, padding_mode="zeros", ac
                   layout=layout, out=out, algorithm=algorithm, device=device, stream=stream)
 
 
-def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, *, padding_mode="zeros",
-                     activation=None, layout="NCHW", out=None, algorithm="auto", device=None, stream=None):
-    """Depthwise convolution, groups = C_in: ``weight`` is (m*C_in, 1, kH, kW) for channel multiplier m."""
+def depthwise_conv2d(x: Array, weight: Array, bias: Array | None = None, stride: IntOrPair = 1,
+                     padding: Padding = 0, dilation: IntOrPair = 1, *, padding_mode: PaddingMode = "zeros",
+                     activation: Activation = None, layout: Layout = "NCHW", out: Array | None = None,
+                     algorithm: str = "auto", device: Device = None, stream: Any = None) -> Array:
+    """Depthwise convolution: `conv2d` with groups = C_in, one kH x kW filter per channel.
+
+    Parameters
+    ----------
+    x : array
+        (N, C_in, H, W) or unbatched (C_in, H, W); (N, H, W, C_in) with ``layout='NHWC'``.
+    weight : array
+        (m*C_in, 1, kH, kW) for a channel multiplier m (output channel c reads input channel c // m).
+    bias : array or None
+        (m*C_in,), added before the activation.
+    stride, dilation : int or (int, int)
+        At least 1.
+    padding : int, (int, int), 'valid' or 'same'
+        As in `conv2d`.
+    padding_mode, activation, layout, out, algorithm, device, stream
+        As in `conv2d`.
+
+    Returns
+    -------
+    array
+        (N, m*C_in, H_out, W_out) (or NHWC), of x's dtype and array family; ``out`` itself when given.
+    """
     x_shape, w_shape = tuple(np.shape(x)), tuple(np.shape(weight))
     if len(x_shape) not in (3, 4):
         raise ValueError(f"x must be 4-D or 3-D, got shape {x_shape}")
@@ -128,8 +175,33 @@ def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, *, p
                   activation=activation, layout=layout, out=out, algorithm=algorithm, device=device, stream=stream)
 
 
-def grouped_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
-                   activation=None, layout="NCHW", out=None, algorithm="auto", device=None, stream=None):
-    """Grouped convolution: C_in and C_out split into ``groups`` independent convolutions."""
+def grouped_conv2d(x: Array, weight: Array, bias: Array | None = None, stride: IntOrPair = 1, padding: Padding = 0,
+                   dilation: IntOrPair = 1, groups: int = 1, *, padding_mode: PaddingMode = "zeros",
+                   activation: Activation = None, layout: Layout = "NCHW", out: Array | None = None,
+                   algorithm: str = "auto", device: Device = None, stream: Any = None) -> Array:
+    """Grouped convolution: C_in and C_out split into ``groups`` independent convolutions (`conv2d`).
+
+    Parameters
+    ----------
+    x : array
+        (N, C_in, H, W) or unbatched (C_in, H, W); (N, H, W, C_in) with ``layout='NHWC'``.
+    weight : array
+        (C_out, C_in/groups, kH, kW): group g's C_out/groups filters read its C_in/groups channels.
+    bias : array or None
+        (C_out,), added before the activation.
+    stride, dilation : int or (int, int)
+        At least 1.
+    padding : int, (int, int), 'valid' or 'same'
+        As in `conv2d`.
+    groups : int
+        Divides both C_in and C_out.
+    padding_mode, activation, layout, out, algorithm, device, stream
+        As in `conv2d`.
+
+    Returns
+    -------
+    array
+        (N, C_out, H_out, W_out) (or NHWC), of x's dtype and array family; ``out`` itself when given.
+    """
     return conv2d(x, weight, bias, stride, padding, dilation, groups, padding_mode=padding_mode,
                   activation=activation, layout=layout, out=out, algorithm=algorithm, device=device, stream=stream)

@@ -362,3 +362,86 @@ def finish(result: np.ndarray, spec: ConvSpec, out: np.ndarray | None, layout: s
     if result.base is not out and result is not out and not np.shares_memory(out, result):
         np.copyto(out, shaped)  # the kernel wrote a temporary (out's memory layout was not the kernel's)
     return out
+
+
+# ---- the gradients' arguments (numbaconv.grad, numbaconv.reference) ----------------------------------------------------------------------------------
+def _grad_output(grad_output, spec: ConvSpec):
+    grad_output = as_host_array(grad_output, "grad_output")
+    if grad_output.dtype != spec.dtype:
+        raise TypeError(f"grad_output must have the dtype of the convolution ({spec.dtype}), got {grad_output.dtype}")
+    if grad_output.shape != spec.out_shape:
+        raise ValueError(f"grad_output must have the convolution's output shape {spec.out_shape}, "
+                         f"got {grad_output.shape}")
+    return grad_output
+
+
+def accept_grad_input(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, layout):
+    """Every check of a grad-input call: ``(spec, weight, grad_output)``."""
+    weight = as_host_array(weight, "weight")
+    grad_dtype = getattr(grad_output, "dtype", None)
+    dtype = check_dtypes(grad_dtype if grad_dtype is not None else weight.dtype, weight.dtype,
+                         names=("grad_output", "weight"))
+    spec = ConvSpec.from_shapes(input_shape, weight.shape, None, stride, padding, dilation, groups, dtype=dtype,
+                                padding_mode=padding_mode, layout=layout)
+    return spec, weight, _grad_output(grad_output, spec)
+
+
+def accept_grad_weight(x, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode, layout):
+    """Every check of a grad-weight call: ``(spec, x, grad_output)``."""
+    x = as_host_array(x, "x")
+    dtype = check_dtypes(x.dtype, x.dtype)
+    spec = ConvSpec.from_shapes(x.shape, weight_shape, None, stride, padding, dilation, groups, dtype=dtype,
+                                padding_mode=padding_mode, layout=layout)
+    return spec, x, _grad_output(grad_output, spec)
+
+
+def input_like(grad_input: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """A batched NCHW gradient w.r.t. x in the caller's layout and batchedness."""
+    if spec.layout == "NHWC":
+        grad_input = np.ascontiguousarray(grad_input.transpose(0, 2, 3, 1))
+    return grad_input if spec.batched else grad_input[0]
+
+
+# ---- conv1d's arguments (numbaconv.convolution1d, numbaconv.reference) ----------------------------------
+LAYOUTS_1D = {"NCL": "NCHW", "NLC": "NHWC"}
+
+
+def _one(name: str, value, *, minimum: int, allow_str: bool = False):
+    """An int (or a 1-tuple of one) at least ``minimum``; 'same'/'valid' where ``allow_str``."""
+    if allow_str and isinstance(value, str):
+        return value
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise ValueError(f"{name} must be an int or a 1-element tuple for conv1d, got {value!r}")
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int for conv1d, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {int(value)}")
+    return int(value)
+
+
+def _ndim(value, name: str) -> int:
+    shape = getattr(value, "shape", None)
+    if shape is None:
+        shape = as_host_array(value, name).shape
+    return len(shape)
+
+
+def conv1d_arguments(x, weight, stride, padding, dilation, layout):
+    """Checks of what is 1-D specific; returns the 2-D ``(row axis, stride, padding, dilation, layout)``."""
+    if layout not in LAYOUTS_1D:
+        raise ValueError(f"layout must be one of {tuple(LAYOUTS_1D)} for conv1d, got {layout!r}")
+    x_ndim, w_ndim = _ndim(x, "x"), _ndim(weight, "weight")
+    if x_ndim not in (2, 3):
+        form = "(C, L) or (N, C, L)" if layout == "NCL" else "(L, C) or (N, L, C)"
+        raise ValueError(f"x must be 2-D {form} for conv1d, got a {x_ndim}-D array of shape {np.shape(x)}")
+    if w_ndim != 3:
+        raise ValueError(f"weight must be 3-D (C_out, C_in/groups, K) for conv1d, got a {w_ndim}-D array of "
+                         f"shape {tuple(getattr(weight, 'shape', ()))}")
+    stride = _one("stride", stride, minimum=1)
+    dilation = _one("dilation", dilation, minimum=1)
+    padding = _one("padding", padding, minimum=0, allow_str=True)
+    row_axis = x_ndim - 1 if layout == "NCL" else x_ndim - 2  # before L
+    padding2 = padding if isinstance(padding, str) else (0, padding)
+    return row_axis, (1, stride), padding2, (1, dilation), LAYOUTS_1D[layout]

@@ -11,34 +11,12 @@ channels-last, (N, L, C)) maps to the NHWC kernels the same way.
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import numpy as np
 
 from . import api, arrays
-
-LAYOUTS_1D = {"NCL": "NCHW", "NLC": "NHWC"}
-
-
-def _one(name: str, value, *, minimum: int, allow_str: bool = False):
-    """An int (or a 1-tuple of one) at least ``minimum``; 'same'/'valid' where ``allow_str``."""
-    if allow_str and isinstance(value, str):
-        return value
-    if isinstance(value, (tuple, list)):
-        if len(value) != 1:
-            raise ValueError(f"{name} must be an int or a 1-element tuple for conv1d, got {value!r}")
-        value = value[0]
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int for conv1d, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {int(value)}")
-    return int(value)
-
-
-def _ndim(value, name: str) -> int:
-    shape = getattr(value, "shape", None)
-    if shape is None:
-        shape = arrays.as_host_array(value, name).shape
-    return len(shape)
-
+from .spec import Activation, Array, Device, PaddingMode
 
 def _with_row(value, axis: int, name: str):
     """``value`` with a size-1 axis inserted at ``axis`` (a view: NumPy, or a Numba view of a CUDA array)."""
@@ -55,27 +33,11 @@ def _with_row(value, axis: int, name: str):
     return np.expand_dims(arrays.as_host_array(value, name), axis)
 
 
-def conv1d_arguments(x, weight, stride, padding, dilation, layout):
-    """Checks of what is 1-D specific; returns the 2-D ``(row axis, stride, padding, dilation, layout)``."""
-    if layout not in LAYOUTS_1D:
-        raise ValueError(f"layout must be one of {tuple(LAYOUTS_1D)} for conv1d, got {layout!r}")
-    x_ndim, w_ndim = _ndim(x, "x"), _ndim(weight, "weight")
-    if x_ndim not in (2, 3):
-        form = "(C, L) or (N, C, L)" if layout == "NCL" else "(L, C) or (N, L, C)"
-        raise ValueError(f"x must be 2-D {form} for conv1d, got a {x_ndim}-D array of shape {np.shape(x)}")
-    if w_ndim != 3:
-        raise ValueError(f"weight must be 3-D (C_out, C_in/groups, K) for conv1d, got a {w_ndim}-D array of "
-                         f"shape {tuple(getattr(weight, 'shape', ()))}")
-    stride = _one("stride", stride, minimum=1)
-    dilation = _one("dilation", dilation, minimum=1)
-    padding = _one("padding", padding, minimum=0, allow_str=True)
-    row_axis = x_ndim - 1 if layout == "NCL" else x_ndim - 2  # before L
-    padding2 = padding if isinstance(padding, str) else (0, padding)
-    return row_axis, (1, stride), padding2, (1, dilation), LAYOUTS_1D[layout]
-
-
-def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
-           activation=None, layout="NCL", out=None, algorithm="auto", device=None, stream=None):
+def conv1d(x: Array, weight: Array, bias: Array | None = None, stride: int | tuple[int] = 1,
+           padding: int | tuple[int] | Literal["valid", "same"] = 0, dilation: int | tuple[int] = 1, groups: int = 1,
+           *, padding_mode: PaddingMode = "zeros", activation: Activation = None,
+           layout: Literal["NCL", "NLC"] = "NCL", out: Array | None = None, algorithm: str = "auto",
+           device: Device = None, stream: Any = None) -> Array:
     """1-D convolution with the semantics of ``torch.nn.functional.conv1d``.
 
     Parameters
@@ -103,7 +65,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, p
     array
         The result in x's layout, batchedness and array family (``out`` itself when given).
     """
-    row_axis, stride2, padding2, dilation2, layout2 = conv1d_arguments(x, weight, stride, padding, dilation, layout)
+    row_axis, stride2, padding2, dilation2, layout2 = arrays.conv1d_arguments(x, weight, stride, padding, dilation, layout)
     if out is not None and _ndim(out, "out") != _ndim(x, "x"):
         raise ValueError(f"out must have x's number of dimensions ({_ndim(x, 'x')}), got shape "
                          f"{tuple(getattr(out, 'shape', ()))}")

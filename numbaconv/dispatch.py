@@ -13,10 +13,11 @@ the same families when the data is on the GPU.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numba
 import numpy as np
+import numpy.typing as npt
 
 from . import arrays, cost, reference, runtime
 from .cpu import depthwise as cpu_depthwise
@@ -25,7 +26,8 @@ from .cpu import implicit as cpu_implicit
 from .cpu import pointwise as cpu_pointwise
 from .config import (BLAS_MIN_OUT_PER_GROUP, GEMM_MAX_WEIGHTS_PER_OUTPUT, LATENCY_BLAS_MAX_PRODUCT,
                      WORKSPACE_BYTES_PER_THREAD)
-from .spec import ConvSpec, problem_from_shapes
+from .spec import (Activation, ConvSpec, Device, IntOrPair, Layout, Padding, PaddingMode,
+                   problem_from_shapes)
 
 
 @dataclass(frozen=True)
@@ -152,20 +154,20 @@ register(Algorithm("reference", "cpu", "any", "the NumPy oracle (numbaconv.refer
                    _any, _run_reference, workspace=_reference_workspace))
 
 
-# CUDA kernels: numba.cuda is imported only when one runs (numbaconv.cuda.run).
+# CUDA kernels: numba.cuda is imported only when one runs (numbaconv.cuda.launches).
 def _cuda(name):
     def run(*args):
-        from .cuda import run as cuda_run
+        from .cuda import launches
 
-        return getattr(cuda_run, name)(*args)
+        return getattr(launches, name)(*args)
 
     return run
 
 
 def _cuda_depthwise_unsupported(spec):
-    from .cuda import run as cuda_run
+    from .cuda import launches
 
-    return cuda_run.depthwise_unsupported(spec)
+    return launches.depthwise_unsupported(spec)
 
 
 register(Algorithm("cuda_pointwise", "cuda", "pointwise",
@@ -276,6 +278,17 @@ def algorithms() -> list[Algorithm]:
     return list(_REGISTRY.values())
 
 
+# algorithm='tuned': the tuner (numbaconv.tuning, a floor above: it times the kernels registered here) registers
+# itself with `register_tuner` when it is imported, as numbaconv's __init__ does
+_TUNER = None
+
+
+def register_tuner(tune_spec) -> None:
+    """``tune_spec(spec)`` -> an object with ``kernel``, ``seconds`` and ``from_cache``: what algorithm='tuned' runs."""
+    global _TUNER
+    _TUNER = tune_spec
+
+
 def get(name: str) -> Algorithm:
     try:
         return _REGISTRY[name]
@@ -289,9 +302,9 @@ def select(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> tupl
     if not isinstance(algorithm, str):
         raise TypeError(f"algorithm must be a string, got {type(algorithm).__name__}")
     if algorithm == "tuned" and device == "cpu":
-        from .tuning import tune_spec  # the tuner times the kernels registered here
-
-        tuned = tune_spec(spec)
+        if _TUNER is None:
+            raise ValueError("algorithm='tuned' needs numbaconv.tuning, which registers the tuner (import numbaconv)")
+        tuned = _TUNER(spec)
         timings = ", ".join(f"{name} {seconds * 1e3:.3g} ms" for name, seconds in sorted(tuned.seconds.items()))
         source = "remembered from the tuning cache" if tuned.from_cache else "timed now"
         return _REGISTRY[tuned.kernel], f"tuned ({source}): the fastest of {timings}"
@@ -396,12 +409,28 @@ class Plan:
     workspace_bytes: int = 0  # the kernel's temporaries beyond the output, as run (in pieces when large)
 
 
-def plan(x_shape, weight_shape, bias=False, stride=1, padding=0, dilation=1, groups=1, *,
-         dtype=np.float32, padding_mode="zeros", activation=None, layout="NCHW",
-         algorithm="auto", device=None) -> Plan:
+def plan(x_shape: tuple[int, ...], weight_shape: tuple[int, int, int, int], bias: Any = False,
+         stride: IntOrPair = 1, padding: Padding = 0, dilation: IntOrPair = 1, groups: int = 1, *,
+         dtype: npt.DTypeLike = np.float32, padding_mode: PaddingMode = "zeros", activation: Activation = None,
+         layout: Layout = "NCHW", algorithm: str = "auto", device: Device = None) -> Plan:
     """Which kernel ``conv2d`` would run on arrays of these shapes, why, and the cost model.
 
-    ``bias`` is ``True``/``False`` (or a shape, or an array): whether a bias is added.
+    Parameters
+    ----------
+    x_shape, weight_shape : tuple of int
+        The shapes of x and weight, as `conv2d` takes them (x's in ``layout``).
+    bias : bool, shape or array
+        Whether a bias is added (``True``/``False``, its shape, or the array itself).
+    stride, padding, dilation, groups, padding_mode, activation, layout, algorithm, device
+        As in `conv2d`; ``algorithm='tuned'`` times the kernels (`numbaconv.tune`).
+    dtype : dtype
+        float32 or float64.
+
+    Returns
+    -------
+    Plan
+        ``kernel``, ``reason``, ``params``, ``flops``, ``bytes``, ``arithmetic_intensity``, ``out_shape``, the
+        validated ``spec`` and ``workspace_bytes`` (the kernel's temporaries beyond the output).
     """
     if device not in (None, "cpu", "cuda"):
         raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")

@@ -31,6 +31,8 @@ How they run on the CPU, reusing the forward kernels where the algebra allows:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import prange
 
@@ -39,47 +41,13 @@ from .cpu import depthwise as cpu_depthwise
 from .cpu import grouped as cpu_grouped
 from .cpu.twins import Twins
 from .config import FASTMATH, SCRATCH_BYTES
-from .spec import ConvSpec, check_dtypes
+from .arrays import accept_grad_input, accept_grad_weight, input_like  # noqa: F401 (also numbaconv.grad's)
+from .spec import Array, ConvSpec, IntOrPair, Layout, Padding, PaddingMode
 
 _U = np.uint64
 
 
-# ---- validation ----------------------------------------------------------------------------------
-def _grad_output(grad_output, spec: ConvSpec):
-    grad_output = arrays.as_host_array(grad_output, "grad_output")
-    if grad_output.dtype != spec.dtype:
-        raise TypeError(f"grad_output must have the dtype of the convolution ({spec.dtype}), got {grad_output.dtype}")
-    if grad_output.shape != spec.out_shape:
-        raise ValueError(f"grad_output must have the convolution's output shape {spec.out_shape}, "
-                         f"got {grad_output.shape}")
-    return grad_output
-
-
-def accept_grad_input(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, layout):
-    """Every check of a grad-input call: ``(spec, weight, grad_output)``."""
-    weight = arrays.as_host_array(weight, "weight")
-    grad_dtype = getattr(grad_output, "dtype", None)
-    dtype = check_dtypes(grad_dtype if grad_dtype is not None else weight.dtype, weight.dtype,
-                         names=("grad_output", "weight"))
-    spec = ConvSpec.from_shapes(input_shape, weight.shape, None, stride, padding, dilation, groups, dtype=dtype,
-                                padding_mode=padding_mode, layout=layout)
-    return spec, weight, _grad_output(grad_output, spec)
-
-
-def accept_grad_weight(x, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode, layout):
-    """Every check of a grad-weight call: ``(spec, x, grad_output)``."""
-    x = arrays.as_host_array(x, "x")
-    dtype = check_dtypes(x.dtype, x.dtype)
-    spec = ConvSpec.from_shapes(x.shape, weight_shape, None, stride, padding, dilation, groups, dtype=dtype,
-                                padding_mode=padding_mode, layout=layout)
-    return spec, x, _grad_output(grad_output, spec)
-
-
-def input_like(grad_input: np.ndarray, spec: ConvSpec) -> np.ndarray:
-    """A batched NCHW gradient w.r.t. x in the caller's layout and batchedness."""
-    if spec.layout == "NHWC":
-        grad_input = np.ascontiguousarray(grad_input.transpose(0, 2, 3, 1))
-    return grad_input if spec.batched else grad_input[0]
+# ---- validation: in numbaconv.arrays, shared with numbaconv.reference -------------------------------------
 
 
 # ---- public functions ----------------------------------------------------------------------------
@@ -87,14 +55,32 @@ def _on_device(*values) -> bool:
     return any(arrays.is_cuda_array(value) for value in values)
 
 
-def conv2d_grad_input(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
-                      padding_mode="zeros", layout="NCHW", stream=None):
+def conv2d_grad_input(input_shape: tuple[int, ...], weight: Array, grad_output: Array, stride: IntOrPair = 1,
+                      padding: Padding = 0, dilation: IntOrPair = 1, groups: int = 1, *,
+                      padding_mode: PaddingMode = "zeros", layout: Layout = "NCHW", stream: Any = None) -> Array:
     """dL/dx of ``y = conv2d(x, weight, ...)`` for x of ``input_shape``, given ``grad_output`` = dL/dy.
 
-    Same semantics as ``torch.nn.grad.conv2d_input(input_shape, weight, grad_output, stride,
-    padding, dilation, groups)``; the result has ``input_shape`` and the dtype of weight.
-    CUDA arrays (Numba, CuPy, torch) run the CUDA kernels and give a result of grad_output's
-    family, launched on ``stream`` (else the family's current stream).
+    Same semantics as ``torch.nn.grad.conv2d_input(input_shape, weight, grad_output, stride, padding, dilation,
+    groups)``, with numbaconv's padding modes and layouts.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        x's shape: (N, C_in, H, W) or (C_in, H, W); (N, H, W, C_in) with ``layout='NHWC'``.
+    weight : array
+        (C_out, C_in/groups, kH, kW), as in the forward call.
+    grad_output : array
+        dL/dy, of the forward result's shape and the weight's dtype.
+    stride, padding, dilation, groups, padding_mode, layout
+        The forward call's (see `conv2d`).
+    stream : optional
+        CUDA only: the stream to launch on (by default grad_output's current stream).
+
+    Returns
+    -------
+    array
+        dL/dx, of ``input_shape`` and the weight's dtype; CUDA arrays (Numba, CuPy, torch) run the CUDA kernels and
+        give a result of grad_output's family.
     """
     if _on_device(weight, grad_output):
         from .cuda import grad as cuda_grad
@@ -253,13 +239,31 @@ def _grad_padded_input(spec: ConvSpec, weight: np.ndarray, grad_output: np.ndarr
     return grad_padded
 
 
-def conv2d_grad_weight(x, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
-                       padding_mode="zeros", layout="NCHW", stream=None):
+def conv2d_grad_weight(x: Array, weight_shape: tuple[int, int, int, int], grad_output: Array, stride: IntOrPair = 1,
+                       padding: Padding = 0, dilation: IntOrPair = 1, groups: int = 1, *,
+                       padding_mode: PaddingMode = "zeros", layout: Layout = "NCHW", stream: Any = None) -> Array:
     """dL/dweight of ``y = conv2d(x, weight, ...)`` for a weight of ``weight_shape``, given dL/dy.
 
-    Same semantics as ``torch.nn.grad.conv2d_weight(x, weight_shape, grad_output, stride, padding,
-    dilation, groups)``; the result has ``weight_shape`` and x's dtype.  CUDA arrays run the CUDA
-    kernels (result of x's family).
+    Same semantics as ``torch.nn.grad.conv2d_weight(x, weight_shape, grad_output, stride, padding, dilation,
+    groups)``, with numbaconv's padding modes and layouts; products summed in float64 on the CPU.
+
+    Parameters
+    ----------
+    x : array
+        The forward call's input: (N, C_in, H, W) or (C_in, H, W); (N, H, W, C_in) with ``layout='NHWC'``.
+    weight_shape : tuple of int
+        (C_out, C_in/groups, kH, kW).
+    grad_output : array
+        dL/dy, of the forward result's shape and x's dtype.
+    stride, padding, dilation, groups, padding_mode, layout
+        The forward call's (see `conv2d`).
+    stream : optional
+        CUDA only: the stream to launch on.
+
+    Returns
+    -------
+    array
+        dL/dweight, of ``weight_shape`` and x's dtype (CUDA arrays: a result of x's family).
     """
     if _on_device(x, grad_output):
         from .cuda import grad as cuda_grad
@@ -289,8 +293,23 @@ def conv2d_grad_weight(x, weight_shape, grad_output, stride=1, padding=0, dilati
     return total.astype(spec.dtype).reshape(spec.weight_shape)
 
 
-def conv2d_grad_bias(grad_output, layout="NCHW", *, stream=None):
-    """dL/dbias: ``grad_output`` summed over images and pixels (float64 accumulation), shape (C_out,)."""
+def conv2d_grad_bias(grad_output: Array, layout: Layout = "NCHW", *, stream: Any = None) -> Array:
+    """dL/dbias of a convolution, given ``grad_output`` = dL/dy.
+
+    Parameters
+    ----------
+    grad_output : array
+        (N, C_out, H_out, W_out) or unbatched; (N, H_out, W_out, C_out) with ``layout='NHWC'``.
+    layout : {'NCHW', 'NHWC'}
+        grad_output's layout.
+    stream : optional
+        CUDA only: the stream to launch on.
+
+    Returns
+    -------
+    array
+        (C_out,): grad_output summed over images and pixels (float64 accumulation), in its dtype.
+    """
     if _on_device(grad_output):
         from .cuda import grad as cuda_grad
 

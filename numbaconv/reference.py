@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import arrays
-from .spec import ConvSpec, check_dtypes
+from .spec import (Activation, Array, ConvSpec, Device, IntOrPair, Layout, Padding, PaddingMode,
+                   check_dtypes)
 
 
 def relu(v):
@@ -99,9 +100,10 @@ def conv2d_nchw(spec: ConvSpec, x: np.ndarray, weight: np.ndarray, bias: np.ndar
         return ACTIVATION_FUNCTIONS[spec.activation](out)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-           padding_mode="zeros", activation=None, layout="NCHW", out=None,
-           algorithm="auto", device=None):
+def conv2d(x: Array, weight: Array, bias: Array | None = None, stride: IntOrPair = 1, padding: Padding = 0,
+           dilation: IntOrPair = 1, groups: int = 1, *, padding_mode: PaddingMode = "zeros",
+           activation: Activation = None, layout: Layout = "NCHW", out: np.ndarray | None = None,
+           algorithm: str = "auto", device: Device = None) -> np.ndarray:
     """Pure-NumPy ``numbaconv.conv2d``: same arguments, same checks, same result layout.
 
     ``algorithm`` must be ``'auto'`` or ``'reference'`` and ``device`` ``None`` or ``'cpu'``.
@@ -172,20 +174,16 @@ def conv2d_grad_weight_nchw(spec: ConvSpec, x: np.ndarray, grad_output: np.ndarr
 def conv2d_grad_input(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
                       padding_mode="zeros", layout="NCHW"):
     """Pure-NumPy ``numbaconv.conv2d_grad_input`` (same arguments and checks)."""
-    from . import grad
-
-    spec, weight, grad_output = grad.accept_grad_input(input_shape, weight, grad_output, stride, padding, dilation,
+    spec, weight, grad_output = arrays.accept_grad_input(input_shape, weight, grad_output, stride, padding, dilation,
                                                        groups, padding_mode, layout)
     result = conv2d_grad_input_nchw(spec, weight, arrays.to_nchw(grad_output, spec))
-    return grad.input_like(result.astype(spec.dtype), spec)
+    return arrays.input_like(result.astype(spec.dtype), spec)
 
 
 def conv2d_grad_weight(x, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
                        padding_mode="zeros", layout="NCHW"):
     """Pure-NumPy ``numbaconv.conv2d_grad_weight`` (same arguments and checks)."""
-    from . import grad
-
-    spec, x, grad_output = grad.accept_grad_weight(x, weight_shape, grad_output, stride, padding, dilation, groups,
+    spec, x, grad_output = arrays.accept_grad_weight(x, weight_shape, grad_output, stride, padding, dilation, groups,
                                                    padding_mode, layout)
     result = conv2d_grad_weight_nchw(spec, arrays.to_nchw(x, spec), arrays.to_nchw(grad_output, spec))
     return result.astype(spec.dtype)
@@ -198,9 +196,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, p
         out[n, g*Cog + o, i] = bias[g*Cog + o] + sum_{c, k} w[g*Cog + o, c, k] * xpad[n, g*Cig + c, i*s + k*d]
 
     in float64, rounded to x's dtype.  Shares only the argument checks with the library."""
-    from .convolution1d import conv1d_arguments
-
-    _, (_, s), padding2, (_, d), _ = conv1d_arguments(x, weight, stride, padding, dilation, layout)
+    _, (_, s), padding2, (_, d), _ = arrays.conv1d_arguments(x, weight, stride, padding, dilation, layout)
     x, weight = np.asarray(x), np.asarray(weight)
     # every shape/dtype check: the one-row-high 2-D problem's ConvSpec
     row_axis = x.ndim - 1 if layout == "NCL" else x.ndim - 2

@@ -26,12 +26,15 @@ from . import api, arrays, dispatch
 from .config import SEPARABLE_CHUNK_ELEMENTS
 from .cpu import depthwise as cpu_depthwise
 from .cpu import gemm
-from .spec import ACTIVATION_CODES, DEVICES, ConvSpec
+from .spec import (ACTIVATION_CODES, DEVICES, Activation, Array, ConvSpec, Device, IntOrPair, Layout, Padding,
+                   PaddingMode)
 
 
-def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None, pointwise_bias=None, stride=1,
-                     padding=0, dilation=1, *, padding_mode="zeros", depthwise_activation=None, activation=None,
-                     layout="NCHW", out=None, device=None):
+def separable_conv2d(x: Array, depthwise_weight: Array, pointwise_weight: Array, depthwise_bias: Array | None = None,
+                     pointwise_bias: Array | None = None, stride: IntOrPair = 1, padding: Padding = 0,
+                     dilation: IntOrPair = 1, *, padding_mode: PaddingMode = "zeros",
+                     depthwise_activation: Activation = None, activation: Activation = None,
+                     layout: Layout = "NCHW", out: Array | None = None, device: Device = None) -> Array:
     """Depthwise convolution (groups = C_in), ``depthwise_activation``, then a 1x1 convolution and ``activation``.
 
     Parameters
@@ -42,8 +45,10 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
         (m*C_in, 1, kH, kW), for a channel multiplier m.
     pointwise_weight : array
         (C_out, m*C_in, 1, 1).
-    depthwise_bias, pointwise_bias : array or None
-        (m*C_in,) and (C_out,).
+    depthwise_bias : array or None
+        (m*C_in,): added to the depthwise result, before ``depthwise_activation``.
+    pointwise_bias : array or None
+        (C_out,): added to the pointwise result, before ``activation``.
     stride, padding, dilation : int, pair or str
         Of the depthwise convolution, as in `numbaconv.conv2d`.
     padding_mode : str

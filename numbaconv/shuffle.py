@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import arrays
-from .spec import count
+from .spec import Array, Layout, count
 
 
-def channel_shuffle(x, groups: int, *, layout: str = "NCHW"):
+def channel_shuffle(x: Array, groups: int, *, layout: Layout = "NCHW") -> np.ndarray:
     """x (N, C, H, W) or (C, H, W) (channels last with ``layout='NHWC'``) with its channels shuffled
     across ``groups``; a new C-contiguous array of x's dtype (x is not modified)."""
     x = arrays.as_host_array(x, "x")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
+from typing import Any, Literal, Union
 
 import numpy as np
 
@@ -25,6 +26,17 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 ACTIVATIONS = (None, "relu", "relu6", "silu", "hardswish")
 LAYOUTS = ("NCHW", "NHWC")
 DEVICES = (None, "cpu", "cuda")
+
+# The public functions' argument types (type hints; the values are checked at run time, whatever a caller's type
+# checker says).  Arrays are NumPy arrays, array-likes, or CUDA arrays exposing __cuda_array_interface__ (Numba,
+# CuPy, torch), whose types numbaconv does not depend on: hence Any.
+Array = Any
+IntOrPair = Union[int, tuple[int, int]]
+Padding = Union[int, tuple[int, int], Literal["valid", "same"]]
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
+Activation = Literal["relu", "relu6", "silu", "hardswish", None]
+Layout = Literal["NCHW", "NHWC"]
+Device = Literal["cpu", "cuda", None]
 
 # Integer codes the kernels receive for ``activation`` (index into ACTIVATIONS).
 ACTIVATION_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}

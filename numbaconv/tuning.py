@@ -28,12 +28,14 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numba
 import numpy as np
+import numpy.typing as npt
 
 from . import arrays, dispatch, spec as spec_module
-from .spec import ConvSpec
+from .spec import Activation, ConvSpec, IntOrPair, Layout, Padding, PaddingMode
 
 try:
     import fcntl
@@ -186,8 +188,10 @@ def tune_spec(spec: ConvSpec, repeat: int = 5, use_cache: bool = True) -> Tuned:
     return tuned
 
 
-def tune(x_shape, weight_shape, bias=False, stride=1, padding=0, dilation=1, groups=1, *, dtype=np.float32,
-         padding_mode="zeros", activation=None, layout="NCHW", repeat=5, use_cache=True) -> Tuned:
+def tune(x_shape: tuple[int, ...], weight_shape: tuple[int, int, int, int], bias: Any = False,
+         stride: IntOrPair = 1, padding: Padding = 0, dilation: IntOrPair = 1, groups: int = 1, *,
+         dtype: npt.DTypeLike = np.float32, padding_mode: PaddingMode = "zeros", activation: Activation = None,
+         layout: Layout = "NCHW", repeat: int = 5, use_cache: bool = True) -> Tuned:
     """Time every CPU kernel that serves this problem and remember the fastest for ``algorithm='tuned'``.
 
     Arguments as for `numbaconv.plan`.  Returns the winner and each candidate's median time;
@@ -198,3 +202,6 @@ def tune(x_shape, weight_shape, bias=False, stride=1, padding=0, dilation=1, gro
                                            dtype=dtype, padding_mode=padding_mode, activation=activation,
                                            layout=layout)
     return tune_spec(spec, repeat=repeat, use_cache=use_cache)
+
+
+dispatch.register_tuner(tune_spec)  # algorithm='tuned' in conv2d and plan

@@ -31,7 +31,7 @@ from numba import cuda, float32, float64, int64
 
 from .. import arrays
 from ..spec import ConvSpec, check_dtypes
-from . import launch, run
+from . import launch, launches, run
 from .epilogue import advance, digits, unravel
 from .launch import (GRAD_BLOCK, GRAD_CHANNELS, GRAD_DEPTH, GRAD_PIXELS, GRAD_THREAD_CHANNELS, GRAD_THREAD_DEPTH,
                      REDUCE_THREADS)
@@ -370,7 +370,7 @@ def grad_weight(x, weight_shape, grad_output, stride, padding, dilation, groups,
         return run._wrap_like(_zeros(shape, dtype, launch_stream), x)
     xv = run.kernel_input(run.nchw_view(dx, spec), spec, launch_stream)
     spec = spec.kernel_view[0]  # degenerate geometry: the gathered view
-    xv, pad_top, pad_left = run._padded(spec, xv, launch_stream)
+    xv, pad_top, pad_left = launches.padded(spec, xv, launch_stream)
     gy = run.nchw_view(dgy, spec)
     length = spec.batch * spec.out_height * spec.out_width
     taps = spec.kernel_height * spec.kernel_width

@@ -124,20 +124,20 @@ def test_padding_modes_and_activations(rng, padding_mode, activation):
 def test_split_k_slices_add_up_in_order(rng, x_shape, w_shape, kwargs, dtype):
     """Grids too small for the GPU split the reduction (launch.gemm); the slices' sums, bias and activation.
     Deep enough to split with the GPU's tiles (16-deep steps, at least 4 per slice) and the simulator's."""
-    from numbaconv.cuda import launch, run
+    from numbaconv.cuda import launch, launches, run
 
     x, w, b = problem(rng, x_shape, w_shape, dtype)
     spec = numbaconv.plan(x_shape, w_shape, True, device="cuda", algorithm="cuda_grouped", **kwargs).spec
     depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
     grid, _, _ = launch.gemm(spec.batch, spec.groups, spec.out_channels_per_group,
-                             spec.out_height * spec.out_width, depth, run.multiprocessors())
+                             spec.out_height * spec.out_width, depth, launches.multiprocessors())
     assert grid[2] > 1
     run._forget_prepared()
     d_x, d_w, d_b = cuda.to_device(x), cuda.to_device(w), cuda.to_device(b)
     for _ in range(2):  # the second call is prepared and reuses the first's partial-sum buffer
         got = numbaconv.conv2d(d_x, d_w, d_b, algorithm="cuda_grouped", **kwargs)
         assert_matches_reference(got.copy_to_host(), x, w, b, **kwargs)
-        assert run._kept_workspace_bytes == grid[2] * np.dtype(dtype).itemsize * got.size
+        assert launches._kept_workspace_bytes == grid[2] * np.dtype(dtype).itemsize * got.size
 
 
 def test_layouts_views_unbatched_empty_and_out(rng):
