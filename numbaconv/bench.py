@@ -30,8 +30,9 @@ from . import api, cost, dispatch, peers, reference, timing, workloads
 
 
 def median_seconds(fn, repeat: int) -> float:
-    """A warm-up call, then the median of ``repeat`` back-to-back calls (no settle pause)."""
-    return statistics.median(timing.back_to_back(fn, repeat, settle_s=0))
+    """A warm-up call, then the median of ``repeat`` back-to-back samples (no settle pause, no extra samples:
+    the references and in-process comparisons, not the contenders of the ratios' headline)."""
+    return statistics.median(timing.back_to_back(fn, repeat, settle_s=0, budget_s=0))
 
 
 def torch_or_none():
@@ -83,6 +84,11 @@ class Row:
     best_peer_gap_s: float | None = None  # that peer's median after an idle gap
     gap_speedup_vs_best_peer: float | None = None  # after a gap: that peer's time / ours
     notes: str | None = None  # peers left out and why, wrong outputs (numbaconv's included)
+    dispersion: float | None = None  # numbaconv's back-to-back samples: interquartile range / median (worst pass)
+    min_s: float | None = None  # numbaconv's fastest sample
+    samples: int | None = None  # numbaconv's samples (first pass) and calls per sample
+    loops: int | None = None
+    noisy: bool = False  # numbaconv's or the best peer's spread above timing.NOISY_DISPERSION: the machine was busy
 
 
 def problem(layer: workloads.Layer, batch: int, dtype):
@@ -340,6 +346,7 @@ def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat:
                                     **kwargs)
     measured = timing.measure(calls["numbaconv"], repeat, gap_rounds)
     seconds, p99 = measured.median_s, measured.p99_s
+    spread, fastest = measured.dispersion, measured.min_s
     peer_results = None
     if expected is not None and peer_processes:
         # two passes, A B A B: numbaconv, every peer, numbaconv again, every peer again; each contender's time is
@@ -349,6 +356,7 @@ def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat:
         pass_two = time_peers(peer_processes, x, weight, bias, kwargs, expected, repeat, 0)
         peer_results = merge_passes(pass_one, pass_two)
         seconds, p99 = (seconds + again.median_s) / 2, (p99 + again.p99_s) / 2
+        spread, fastest = max(spread, again.dispersion), min(fastest, again.min_s)
     reference_seconds = median_seconds(calls["reference"], reference_repeat)
 
     if backward:
@@ -361,7 +369,8 @@ def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat:
               reference_s=reference_seconds, gflops=flops / seconds / 1e9, gbps=moved / seconds / 1e9,
               roofline_s=math.nan, roofline_fraction=math.nan, speedup_vs_reference=reference_seconds / seconds,
               direction="backward" if backward else "forward", layout=layout, p99_s=p99,
-              gap_s=measured.gap_median_s, gap_p99_s=measured.gap_p99_s)
+              gap_s=measured.gap_median_s, gap_p99_s=measured.gap_p99_s, dispersion=spread, min_s=fastest,
+              samples=measured.samples, loops=measured.loops, noisy=spread > timing.NOISY_DISPERSION)
     if limits:
         add_roofline([row], limits)
 
@@ -408,6 +417,7 @@ def merge_passes(first, second):
         if entry["median_s"] is not None and other is not None and other["median_s"] is not None:
             entry["median_s"] = (entry["median_s"] + other["median_s"]) / 2
             entry["p99_s"] = (entry["p99_s"] + other["p99_s"]) / 2
+            entry["dispersion"] = max(entry.get("dispersion") or 0.0, other.get("dispersion") or 0.0)
         merged[key] = entry
     return merged, list(dict.fromkeys(notes + more))
 
@@ -424,6 +434,7 @@ def add_peers(row: Row, results: dict, notes: list) -> None:
         row.best_peer_gap_s = best["gap_median_s"]
         if row.best_peer_gap_s and row.gap_s:
             row.gap_speedup_vs_best_peer = row.best_peer_gap_s / row.gap_s
+        row.noisy = row.noisy or (best.get("dispersion") or 0.0) > timing.NOISY_DISPERSION
     torch_times = {key: entry["median_s"] for key, entry in timed.items() if key.startswith("torch_")}
     if torch_times and row.torch_s is None:
         fastest = min(torch_times, key=torch_times.get)
@@ -565,6 +576,7 @@ def summarize(rows: list[Row]) -> dict:
     kinds = [k for k in workloads.FAMILIES if any(r.kind == k for r in rows)]
     networks = list(dict.fromkeys(r.network for r in rows))
     return {
+        "noisy_rows": sum(1 for r in rows if r.noisy),
         "families": {k: _stats([r for r in rows if r.kind == k]) for k in kinds},
         "networks": {net: {k: _stats(subset) for k in kinds
                            if (subset := [r for r in rows if r.network == net and r.kind == k])}

@@ -1,4 +1,12 @@
-"""The ``numbaconv`` command: ``bench`` (time real network layers) and ``info`` (versions, threads)."""
+"""numbaconv: Numba-compiled pointwise, grouped and depthwise convolutions.
+
+commands:
+  bench   time real network layers against the NumPy reference and the peer libraries
+  report  show a saved bench report (--json): its table, Markdown tables or roofline chart
+  info    versions, threading layer, CPU features, CUDA devices and the kernels
+  warmup  compile every kernel now and keep it in Numba's cache (the first calls then take milliseconds)
+
+Run "numbaconv COMMAND --help" for a command's options."""
 
 from __future__ import annotations
 
@@ -6,34 +14,58 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import sys
+import textwrap
 
 from . import algorithms, bench, limits, peers, plot, timing, workloads
 from . import report as report_module
 
 
-def _print_table(report: dict) -> None:
+def _print_table(report: dict, wide: bool = False) -> None:
+    """The report's table, notes, roofs and summary.  On a terminal: a rich table, compact (`report.compact_cells`,
+    within 100 columns) unless ``wide``; into a pipe or file: the same columns as plain aligned text."""
     rows = report["rows"]
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        Console = None
-    if Console is None:
+    header = report_module.COLUMNS if wide else report_module.COMPACT_COLUMNS
+    text_columns = report_module.TEXT_COLUMNS if wide else report_module.COMPACT_TEXT_COLUMNS
+    body = [(report_module.cells if wide else report_module.compact_cells)(row) for row in rows]
+    notes = report_module.NOTES if wide else report_module.COMPACT_NOTES
+    width = shutil.get_terminal_size((100, 24)).columns
+    console = None
+    if sys.stdout.isatty():
+        try:
+            from rich.console import Console
+        except ImportError:
+            pass
+        else:
+            console = Console()
+            width = console.width
+    trailer = [report_module.limits_line(report)] + report_module.summary_lines(report)
+    if console is None:
         print(report_module.title(report))
-        print(" | ".join(report_module.COLUMNS))
-        for row in rows:
-            print(" | ".join(report_module.cells(row)))
-        print(report_module.NOTES)
-    else:
-        table = Table(title=report_module.title(report), caption=report_module.NOTES, caption_justify="left")
-        for column in report_module.COLUMNS:
-            table.add_column(column, justify="left" if column in report_module.TEXT_COLUMNS else "right")
-        for row in rows:
-            table.add_row(*report_module.cells(row))
-        Console(width=None if sys.stdout.isatty() else 220).print(table)
-    print(report_module.limits_line(report))
-    print("\n".join(report_module.summary_lines(report)))
+        print("\n".join(report_module.plain_table(header, body, text_columns)))
+        print(textwrap.fill(notes, width=max(60, min(width, 120))))
+        for line in trailer:
+            print(line)
+        return
+    console.print(render_table(header, body, text_columns, report_module.title(report), wide))
+    for line in [notes] + trailer:
+        console.print(line, highlight=False, markup=False)
+
+
+def render_table(header, body, text_columns, title: str, wide: bool = False):
+    """A rich table of the rows: no box, one space between columns, nothing wrapped or cut in the compact view
+    (its columns fit 100 characters; `tests/test_cli.py` renders it at that width)."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, box=None if not wide else box.SIMPLE_HEAD, padding=(0, 1, 0, 0) if not wide else (0, 1),
+                  header_style="bold", title_justify="left")
+    for column in header:
+        table.add_column(column, justify="left" if column in text_columns else "right", no_wrap=not wide)
+    for cells in body:
+        table.add_row(*cells)
+    return table
 
 
 def _run_layers(layers, run_one):
@@ -124,6 +156,8 @@ def run_bench(args) -> int:
     settings = {"suite": args.suite, "device": args.device, "batch": args.batch, "dtype": args.dtype,
                 "layout": args.layout, "direction": "backward" if args.backward else "forward",
                 "repeat": repeat, "quick": args.quick, "gap_rounds": gap_rounds, "gap_s": timing.GAP_S,
+                "sampling": {"min_sample_s": timing.MIN_SAMPLE_S, "target_dispersion": timing.TARGET_DISPERSION,
+                             "budget_s": timing.BUDGET_S, "noisy_dispersion": timing.NOISY_DISPERSION},
                 "peers": ["reference", "blas"] + (["torch"] if torch is not None else []),
                 "peer_versions": {}, "peer_notes": {}}
     processes = {}
@@ -138,6 +172,12 @@ def run_bench(args) -> int:
         for process in processes.values():
             process.ready()  # loaded before the first timed call
     first_calls: dict = {}
+    # the machine's state before and after the layers: a GEMM rate that moved says other work shared the cores
+    # (NumPy's BLAS, so that numbaconv's first kernel still pays Numba's thread-pool start-up as a user's would)
+    check = {"tolerance": 0.1}
+    if args.device == "cpu":
+        check["gemm_before_flops_per_s"] = limits.gemm_flops_per_s(args.dtype, size=768, repeat=7)
+    settings["machine_check"] = check
     try:
         rows = _run_layers(layers, lambda layer: bench.bench_layer(
             layer, args.batch, args.dtype, repeat, 1 if args.quick else 3, torch, None, first_calls, args.device,
@@ -145,12 +185,14 @@ def run_bench(args) -> int:
     finally:
         for process in processes.values():
             process.close()
+    if args.device == "cpu":
+        check["gemm_after_flops_per_s"] = limits.gemm_flops_per_s(args.dtype, size=768, repeat=7)
     # the roofs after the layers, so that a first call is what a fresh process pays (Numba's start-up included)
     print("measuring this machine's roofs (BLAS GEMM, memory copy) ...", flush=True)
     machine_limits = (limits.measure_cuda if args.device == "cuda" else limits.measure)(args.dtype, quick=args.quick)
     bench.add_roofline(rows, machine_limits)
     report = bench.as_json(rows, settings, machine_limits, first_calls)
-    _print_table(report)
+    _print_table(report, args.wide)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(report, handle, indent=1, allow_nan=False)
@@ -197,7 +239,7 @@ def run_report(args) -> int:
     elif args.markdown:
         print(report_module.markdown_summary(report, short=args.short))
     elif not args.plot:
-        _print_table(report)
+        _print_table(report, args.wide)
     if args.plot:
         print(f"wrote {plot.roofline(report, args.plot)}")
     return 0
@@ -252,8 +294,31 @@ def run_info(args) -> int:
     return 0
 
 
+def run_warmup(args) -> int:
+    from . import warmup
+
+    dtypes = [name.strip() for name in args.dtype.split(",") if name.strip()]
+    unknown = [name for name in dtypes if name not in ("float32", "float64")]
+    if unknown or not dtypes:
+        raise ValueError(f"--dtype: float32 and/or float64 (comma-separated), got {args.dtype!r}")
+    layouts = ["NCHW", "NHWC"] if args.layout == "both" else [args.layout]
+
+    def report(name: str, seconds: float) -> None:
+        print(f"  {name:45s} {seconds * 1e3:9.1f} ms", flush=True)
+
+    print(f"compiling numbaconv's kernels into Numba's cache ({', '.join(dtypes)}; {', '.join(layouts)}"
+          f"{'; gradients' if args.backward else ''}) ...", flush=True)
+    total = warmup.warmup(dtypes, layouts, args.backward, report)
+    print(f"done in {total:.1f} s; later processes load these kernels from the cache")
+    return 0
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="numbaconv", description=__doc__)
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="numbaconv", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"numbaconv {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     b = commands.add_parser("bench", help="time real network layers against the reference and peers")
     b.add_argument("--suite", default="default",
@@ -280,6 +345,7 @@ def main(argv=None) -> int:
                         "(one call, then the timed one; 0: off)")
     b.add_argument("--json", metavar="FILE", help="write every row, the roofs and the machine description as JSON")
     b.add_argument("--plot", metavar="FILE", help="draw the roofline chart (PNG/SVG/PDF; needs matplotlib)")
+    b.add_argument("--wide", action="store_true", help="every column of the table (about 200 characters wide)")
     b.set_defaults(run=run_bench)
     r = commands.add_parser("report", help="the table, Markdown summary or roofline chart of a saved --json report")
     r.add_argument("file", nargs="+", help="a JSON file written by numbaconv bench --json (several with --peers)")
@@ -290,6 +356,7 @@ def main(argv=None) -> int:
     r.add_argument("--rows", action="store_true", help="with --markdown: every row instead of the summary")
     r.add_argument("--layers", metavar="KEY,KEY", help="only these layers (network/name keys), in this order")
     r.add_argument("--plot", metavar="FILE", help="draw the roofline chart")
+    r.add_argument("--wide", action="store_true", help="every column of the table (about 200 characters wide)")
     r.set_defaults(run=run_report)
     i = commands.add_parser("info", help="versions, threading layer, CPU, CUDA devices, kernels")
     i.add_argument("--cuda-kernels", action="store_true",
@@ -298,6 +365,11 @@ def main(argv=None) -> int:
                         "when the gate fails (needs numba-cuda and nvidia-cuda-nvcc-cu12/nvrtc-cu12)")
     i.add_argument("--cc", default="9.0", help="compute capability for --cuda-kernels (default 9.0, Hopper)")
     i.set_defaults(run=run_info)
+    w = commands.add_parser("warmup", help="compile every kernel now (fills Numba's cache for later processes)")
+    w.add_argument("--dtype", default="float32", help="float32, float64 or both comma-separated (default float32)")
+    w.add_argument("--layout", choices=["NCHW", "NHWC", "both"], default="both")
+    w.add_argument("--backward", action="store_true", help="also the gradients' kernels (NCHW)")
+    w.set_defaults(run=run_warmup)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -253,10 +253,10 @@ def time_calls(found: dict, expected, dtype, repeat: int, gap_rounds: int, gap_s
         error = verify(output, expected)
         key = f"{peer}_{layout}"
         entry = {"error": error, "setting": setting[0] if setting else None, "median_s": None, "p99_s": None,
-                 "gap_median_s": None, "gap_p99_s": None}
+                 "gap_median_s": None, "gap_p99_s": None, "dispersion": None}
         if error <= limit:  # NaN fails too
             measured = timing.measure(call, repeat)
-            entry.update(median_s=measured.median_s, p99_s=measured.p99_s)
+            entry.update(median_s=measured.median_s, p99_s=measured.p99_s, dispersion=measured.dispersion)
         best = results.get(key)
         if best is None or (entry["median_s"] is not None and (best["median_s"] is None
                                                                or entry["median_s"] < best["median_s"])):

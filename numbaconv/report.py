@@ -9,7 +9,9 @@ COLUMNS = ["layer", "family", "shape", "kernel", "first call ms", "ms", "after g
            "vs best peer", "best peer", "vs torch", "vs BLAS", "vs reference"]
 TEXT_COLUMNS = ("layer", "family", "shape", "kernel", "best peer")
 
-NOTES = ("ms: median of the repeats after a warm-up call.  first call: that kernel's first call in the process "
+NOTES = ("ms: median of the samples after a warm-up call (a sample: enough calls in a row to last 1 ms; samples until "
+         "their interquartile range is within 5% of the median or the time budget is spent; a row whose spread stays "
+         "over 10% is noisy, its time marked ~).  first call: that kernel's first call in the process "
          "(JIT compile or load from Numba's cache; the run's first also pays Numba's start-up), blank when loaded before.  roofline: the least time this "
          "machine's measured roofs allow / our time (1 = at the roof; above 1 when the data stays in cache).  "
          "vs X: X's time / numbaconv's time (above 1: numbaconv faster).  vs BLAS: the same GEMM through NumPy's "
@@ -42,6 +44,58 @@ def cells(row: dict) -> list[str]:
             ratio(row["speedup_vs_reference"])]
 
 
+# The default view: what a reader needs, within 100 columns (`compact_cells`); ``--wide`` shows `COLUMNS`.
+COMPACT_COLUMNS = ["layer", "family", "shape", "ms", "rate", "roof", "vs ref", "vs peer"]
+COMPACT_TEXT_COLUMNS = ("layer", "family", "shape")
+COMPACT_NOTES = ("ms: median of the samples after a warm-up call (~: noisy, the samples spread over 10%).  rate: GB/s for depthwise layers (memory-bound), GFLOP/s for "
+                 "the others.  roof: the least time this machine's measured roofs allow / our time.  vs ref, vs peer: "
+                 "the NumPy reference's and the fastest peer's (torch, ONNX Runtime, OpenVINO, any layout) time / "
+                 "numbaconv's (above 1: numbaconv faster).  --wide: every column, the peers' names and the "
+                 "timing method.")
+NETWORK_ABBREVIATIONS = {"efficientnet_b0": "effnet", "mobilenet_v2": "mbv2", "resnet50": "rn50",
+                         "resnext50_32x4d": "rnx50", "shufflenet_v1_g3": "shv1g3", "shufflenet_v1_g8": "shv1g8",
+                         "shufflenet_v2_x1_0": "shv2", "squeezenet1_0": "sqz", "xception": "xcp"}
+
+
+def short_layer(key: str) -> str:
+    """``network/name`` with the network abbreviated (``mobilenet_v2/b2_dw`` -> ``mbv2/b2_dw``)."""
+    network, _, name = key.partition("/")
+    return f"{NETWORK_ABBREVIATIONS.get(network, network)}/{name}" if name else key
+
+
+def short_ratio(value) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:.0f}x" if value >= 100 else f"{value:.1f}x" if value >= 10 else f"{value:.2f}x"
+
+
+def short_milliseconds(seconds) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    value = seconds * 1e3
+    return f"{value:.0f}" if value >= 1000 else f"{value:.1f}" if value >= 100 else f"{value:.3f}"
+
+
+def compact_cells(row: dict) -> list[str]:
+    """One row of the default (compact) table; a noisy row's time ends in "~" (`noise_lines`)."""
+    rate = f"{row['gbps']:.1f} GB/s" if row["kind"] == "depthwise" else f"{row['gflops']:.0f} GF/s"
+    mark = "~" if row.get("noisy") else ""
+    return [short_layer(row["layer"]), row["kind"], row["shape"], short_milliseconds(row["time_s"]) + mark, rate,
+            fraction(row["roofline_fraction"]), short_ratio(row["speedup_vs_reference"]),
+            short_ratio(row.get("speedup_vs_best_peer"))]
+
+
+def plain_table(header: list[str], body: list[list[str]], text_columns=()) -> list[str]:
+    """Aligned columns one space apart, no box: for pipes, files and logs (text left, numbers right)."""
+    widths = [max([len(cell) for cell in column] or [0]) for column in zip(header, *body)]
+
+    def line(cells):
+        return " ".join(cell.ljust(width) if name in text_columns else cell.rjust(width)
+                        for name, cell, width in zip(header, cells, widths)).rstrip()
+
+    return [line(header)] + [line(cells) for cells in body]
+
+
 def title(report: dict) -> str:
     settings, machine = report["settings"], report["machine"]
     direction = " backward pass," if settings.get("direction") == "backward" else ""
@@ -61,8 +115,26 @@ def limits_line(report: dict) -> str:
             f"{limits['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s copy ({limits['copy']})")
 
 
+def noise_lines(report: dict) -> list[str]:
+    """Warnings when the machine was busy: rows whose samples (numbaconv's or the best peer's) spread over
+    timing.NOISY_DISPERSION of their median, and a GEMM rate (NumPy's BLAS) that moved during the run."""
+    lines = []
+    rows = report["rows"]
+    noisy = [row for row in rows if row.get("noisy")]
+    if noisy:
+        lines.append(f"noisy: {len(noisy)} of {len(rows)} rows (time marked ~) had samples spread over 10% of their "
+                     "median, numbaconv's or the best peer's: the machine was busy; their ratios may be off, re-run "
+                     "them on an idle machine")
+    check = report["settings"].get("machine_check") or {}
+    before, after = check.get("gemm_before_flops_per_s"), check.get("gemm_after_flops_per_s")
+    if before and after and abs(after / before - 1) > check.get("tolerance", 0.1):
+        lines.append(f"noisy run: a 768x768 GEMM (NumPy's BLAS) ran at {before / 1e9:.0f} GFLOP/s before the layers "
+                     f"and {after / 1e9:.0f} after: other work shared the cores")
+    return lines
+
+
 def summary_lines(report: dict) -> list[str]:
-    lines = ["geometric means per family:"]
+    lines = noise_lines(report) + ["geometric means per family:"]
     for kind, values in report["summary"]["families"].items():
         line = f"  {kind:10s} {values['layers']:3d} layers  "
         if values.get("worst_speedup_vs_best_peer") is not None:
@@ -148,9 +220,18 @@ def machine_line(report: dict) -> str:
             f"({machine['threading_layer']}); {versions}; NumPy BLAS {machine.get('numpy_blas', '?')}")
 
 
+def repeats(settings: dict) -> str:
+    """How a report's times were sampled: "median of 10" (reports before sampling), or the sampling rule."""
+    sampling = settings.get("sampling")
+    if not sampling:
+        return f"median of {settings['repeat']}"
+    return (f"median of at least {settings['repeat']} samples of >= {sampling['min_sample_s'] * 1e3:g} ms each, until "
+            f"their IQR is within {sampling['target_dispersion']:.0%} of the median or {sampling['budget_s']:g} s")
+
+
 def footnote(report: dict) -> str:
     settings = report["settings"]
-    return (f"{machine_line(report)}; {settings['dtype']}, batch {settings['batch']}, median of {settings['repeat']}; "
+    return (f"{machine_line(report)}; {settings['dtype']}, batch {settings['batch']}, {repeats(settings)}; "
             f"{report['date'][:10]}. " + limits_line(report) + ".")
 
 
@@ -178,5 +259,5 @@ def markdown_peers(reports: list[dict]) -> str:
                    f"{data['settings'].get('gap_s', 0) * 1e3:.0f} ms" if data["settings"].get("gap_rounds")
                    else "not measured" for data in reports})
     return (_markdown(header, body) + "\n\nPeers, each in a process of its own: " + (", ".join(peers) or "none installed")
-            + f". {machine_line(reports[0])}; {reports[0]['settings']['dtype']}; back to back: median of "
-            f"{reports[0]['settings']['repeat']}; after a gap: {', '.join(gaps)}; {', '.join(dates)}.")
+            + f". {machine_line(reports[0])}; {reports[0]['settings']['dtype']}; back to back: "
+            f"{repeats(reports[0]['settings'])}; after a gap: {', '.join(gaps)}; {', '.join(dates)}.")

@@ -1,7 +1,13 @@
-"""How the bench times one call: back to back and after an idle gap.
+"""How the bench times one call: back to back and after an idle gap, with the spread of the samples.
 
-Back to back: a settle pause (so that the thread pools of whatever ran before are asleep again),
-a warm-up call, then ``repeat`` timed calls; the median and the 99th percentile are kept.
+Back to back: a settle pause (so that the thread pools of whatever ran before are asleep again), a
+warm-up call, then samples, as pyperf and pytest-benchmark take them: a sample is ``loops`` calls in a
+row (calibrated so that it lasts at least MIN_SAMPLE_S: a 20 us call is timed over 50 calls, not one,
+so that the clock's and the scheduler's granularity do not dominate), and samples are taken until
+there are ``repeat`` of them and their spread (interquartile range / median) is below
+TARGET_DISPERSION, or the measurement's BUDGET_S is spent.  The median, the p99, the minimum and the
+interquartile range are kept; a timing whose spread is above NOISY_DISPERSION is **noisy** (the
+machine was busy, or the call's time is bimodal) and the bench flags its row.
 
 After a gap: ``rounds`` times, sleep ``gap_s`` (as a pipeline does between layers: data loading,
 other layers, Python), make one call, and time the next one.  A kernel library whose thread pools
@@ -19,6 +25,12 @@ from dataclasses import dataclass
 
 SETTLE_S = 0.15  # longer than the spin-wait of the thread pools measured here (ONNX Runtime's ~0.1 s)
 GAP_S = 0.04
+MIN_SAMPLE_S = 1e-3  # a sample lasts at least this: calls shorter than it are timed several in a row
+MAX_LOOPS = 1000
+TARGET_DISPERSION = 0.05  # samples are taken until the interquartile range is within 5% of the median ...
+BUDGET_S = 0.6  # ... or this much time was spent on them (beyond the first ``repeat``)
+MAX_SAMPLES = 200
+NOISY_DISPERSION = 0.10  # a timing spread wider than this is flagged noisy
 
 
 @dataclass
@@ -27,6 +39,19 @@ class Timing:
     p99_s: float
     gap_median_s: float = math.nan  # after an idle gap (NaN: not measured)
     gap_p99_s: float = math.nan
+    iqr_s: float = 0.0  # interquartile range of the back-to-back samples
+    min_s: float = math.nan
+    samples: int = 0
+    loops: int = 1  # calls per sample
+
+    @property
+    def dispersion(self) -> float:
+        """Interquartile range / median of the back-to-back samples (0 for a single sample)."""
+        return self.iqr_s / self.median_s if self.median_s > 0 else 0.0
+
+    @property
+    def noisy(self) -> bool:
+        return self.dispersion > NOISY_DISPERSION
 
 
 def percentile(samples, q: float) -> float:
@@ -39,16 +64,43 @@ def percentile(samples, q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def back_to_back(fn, repeat: int, settle_s: float = SETTLE_S) -> list[float]:
+def dispersion(samples) -> float:
+    """Interquartile range / median (0 for fewer than 4 samples: not enough to tell)."""
+    if len(samples) < 4:
+        return 0.0
+    middle = statistics.median(samples)
+    return (percentile(samples, 75) - percentile(samples, 25)) / middle if middle > 0 else 0.0
+
+
+def back_to_back(fn, repeat: int, settle_s: float = SETTLE_S, budget_s: float = BUDGET_S) -> list[float]:
+    """Seconds per call, one entry per sample (see the module docstring); the calls per sample are `last_loops`."""
+    global last_loops
     if settle_s:
         time.sleep(settle_s)
     fn()  # warm-up: caches, thread pools, page faults
-    samples = []
-    for _ in range(repeat):
+    samples: list[float] = []
+    loops = 1
+    started = time.perf_counter()
+    while True:
         start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
+        for _ in range(loops):
+            fn()
+        elapsed = time.perf_counter() - start
+        if loops == 1 and not samples and elapsed < MIN_SAMPLE_S:
+            # the first call calibrates: a short call is timed MIN_SAMPLE_S worth of calls at a time
+            loops = min(MAX_LOOPS, max(1, math.ceil(MIN_SAMPLE_S / max(elapsed, 1e-9))))
+            if loops > 1:
+                continue
+        samples.append(elapsed / loops)
+        if len(samples) >= max(repeat, 1) and (dispersion(samples) <= TARGET_DISPERSION
+                                               or time.perf_counter() - started >= budget_s
+                                               or len(samples) >= MAX_SAMPLES):
+            break
+    last_loops = loops
     return samples
+
+
+last_loops = 1
 
 
 def after_gap(fn, rounds: int, gap_s: float = GAP_S) -> list[float]:
@@ -68,8 +120,11 @@ def summary(samples) -> tuple[float, float]:
 
 
 def measure(fn, repeat: int, gap_rounds: int = 0, gap_s: float = GAP_S, settle_s: float = SETTLE_S) -> Timing:
-    """Back-to-back median and p99 of ``fn()``, and with ``gap_rounds`` the same after idle gaps."""
-    timing = Timing(*summary(back_to_back(fn, repeat, settle_s)))
+    """Back-to-back median, p99, minimum and interquartile range of ``fn()`` (at least ``repeat`` samples), and
+    with ``gap_rounds`` the median and p99 after idle gaps."""
+    samples = back_to_back(fn, repeat, settle_s)
+    timing = Timing(*summary(samples), iqr_s=percentile(samples, 75) - percentile(samples, 25),
+                    min_s=min(samples), samples=len(samples), loops=last_loops)
     if gap_rounds:
         timing.gap_median_s, timing.gap_p99_s = summary(after_gap(fn, gap_rounds, gap_s))
     return timing

@@ -6,9 +6,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import numbaconv
@@ -84,7 +86,74 @@ def test_bench_prints_the_table(capsys):
     assert cli.main(["bench", "--suite", "xception", "--quick", "--repeat", "1", "--limit", "1", "--no-torch"]) == 0
     printed = capsys.readouterr().out
     assert "vs reference" in printed and "roofline" in printed and "geometric means per family" in printed
-    assert "xception/conv1" in printed
+    assert "xcp/conv1" in printed
+    assert not any(mark in printed for mark in "│┃━─")  # not a terminal (captured): plain text, no box
+
+
+RESULTS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+SAVED_REPORTS = sorted(RESULTS.glob("cpu-*-peers-b1-nchw.json"))[-1:] + sorted(RESULTS.glob("cpu-*-all-b1-nchw.json"))
+
+
+@pytest.mark.parametrize("path", SAVED_REPORTS, ids=lambda path: path.name)
+def test_the_default_table_fits_100_columns(path):
+    """Rendered by rich at 100 columns (a terminal of that width), every header and every layer name is whole,
+    and no line is longer: the compact view needs no --wide (saved reports of whole suites)."""
+    import io
+
+    from rich.console import Console
+
+    from numbaconv import report
+
+    saved = json.loads(path.read_text())
+    header = report.COMPACT_COLUMNS
+    body = [report.compact_cells(row) for row in saved["rows"]]
+    console = Console(file=io.StringIO(), width=100, force_terminal=True, color_system=None)
+    console.print(cli.render_table(header, body, report.COMPACT_TEXT_COLUMNS, report.title(saved)))
+    lines = console.file.getvalue().splitlines()
+    assert max(map(len, lines)) <= 100
+    assert "…" not in "\n".join(lines)
+    table_lines = [line for line in lines if line.strip()]
+    header_line = next(line for line in table_lines if line.lstrip().startswith("layer"))
+    assert all(name in header_line for name in header)
+    for row in saved["rows"]:
+        name = report.short_layer(row["layer"])
+        assert any(line.startswith(name + " ") for line in table_lines), name
+    plain = report.plain_table(header, body, report.COMPACT_TEXT_COLUMNS)
+    assert max(map(len, plain)) <= 100
+
+
+def test_short_layer_names_abbreviate_every_network():
+    from numbaconv import report
+
+    assert report.short_layer("mobilenet_v2/b2_dw") == "mbv2/b2_dw"
+    assert set(report.NETWORK_ABBREVIATIONS) == set(workloads.NETWORKS)
+    assert len(set(report.NETWORK_ABBREVIATIONS.values())) == len(workloads.NETWORKS)
+
+
+def test_version_and_help_list_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"numbaconv {numbaconv.__version__}"
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    printed = capsys.readouterr().out
+    for command in ("bench", "report", "info"):
+        assert f"  {command} " in printed
+    assert "``" not in printed and ":func:" not in printed
+
+
+def test_a_closed_pipe_ends_the_bench_quietly():
+    """``numbaconv bench | head -1``: the reader goes; no traceback, no 'Broken pipe' error line."""
+    import fcntl
+
+    command = [sys.executable, "-m", "numbaconv", "report", "--wide", str(SAVED_REPORTS[-1])]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        fcntl.fcntl(process.stdout.fileno(), 1031, 4096)  # F_SETPIPE_SZ: a pipe smaller than the table
+        process.stdout.readline()
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        process.wait(timeout=120)
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr, stderr
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
@@ -166,3 +235,16 @@ def test_bench_backward_times_the_gradients(tmp_path, capsys):
     assert {"pointwise", "depthwise"} <= kinds
     assert any(row["blas_s"] for row in report["rows"] if row["kind"] == "pointwise")
 
+
+
+def test_warmup_runs_every_step_and_reports_it(capsys, monkeypatch):
+    """``numbaconv warmup`` calls each step (here: the small problems only, to keep the test short) and prints
+    one line per step and the total."""
+    from numbaconv import warmup
+
+    small = [problem for problem in warmup.PROBLEMS if np.prod(problem[1]) <= 16 * 16 * 64]
+    monkeypatch.setattr(warmup, "PROBLEMS", small)
+    assert cli.main(["warmup", "--layout", "NHWC"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(" ms\n") == len(small) and "done in" in printed
+    assert cli.main(["warmup", "--dtype", "float16"]) == 2

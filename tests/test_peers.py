@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -267,3 +268,47 @@ def test_two_passes_merge_into_the_mean_of_their_medians():
     assert merged["openvino_nhwc"]["median_s"] is None
     assert notes == ["openvino_nhwc: wrong output (error 1.0e+00)"]
     assert entry["median_s"] == 1.0  # the first pass's entries are not modified
+
+
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_short_calls_are_timed_several_in_a_row_and_spread_is_kept():
+    """A call far shorter than timing.MIN_SAMPLE_S is timed in loops (calibrated), at least ``repeat`` samples."""
+    measured = timing.measure(lambda: _spin(20e-6), repeat=5, settle_s=0)
+    assert measured.loops >= 20 and measured.samples >= 5
+    assert 15e-6 < measured.median_s < 2e-3 and measured.min_s <= measured.median_s
+    assert measured.iqr_s >= 0 and measured.dispersion == measured.iqr_s / measured.median_s
+
+
+def test_a_bimodal_call_is_flagged_noisy_and_a_steady_one_is_not():
+    """Samples of 2 ms and 4 ms alternating (as under a busy neighbour): the spread is far above
+    NOISY_DISPERSION and the timing says so; the same call at a steady 2 ms is not flagged."""
+    state = {"calls": 0}
+
+    def bimodal():
+        state["calls"] += 1
+        _spin(2e-3 if state["calls"] % 2 else 4e-3)
+
+    noisy = timing.measure(bimodal, repeat=8, settle_s=0)
+    assert noisy.noisy and noisy.dispersion > timing.NOISY_DISPERSION
+    assert noisy.samples > 8  # kept sampling (up to the budget) while the spread stayed wide
+    steady = min((timing.measure(lambda: _spin(2e-3), repeat=8, settle_s=0) for _ in range(3)),
+                 key=lambda measured: measured.dispersion)  # best of three: this machine is shared too
+    assert not steady.noisy
+
+
+def test_noise_lines_name_the_noisy_rows_and_a_moved_roof():
+    from numbaconv import report
+
+    rows = [{"noisy": True}, {"noisy": False}, {"noisy": False}]
+    quiet = {"rows": rows[1:], "settings": {"machine_check": {"gemm_before_flops_per_s": 100e9,
+                                                              "gemm_after_flops_per_s": 105e9, "tolerance": 0.1}}}
+    assert report.noise_lines(quiet) == []
+    busy = {"rows": rows, "settings": {"machine_check": {"gemm_before_flops_per_s": 100e9,
+                                                         "gemm_after_flops_per_s": 60e9, "tolerance": 0.1}}}
+    lines = report.noise_lines(busy)
+    assert lines[0].startswith("noisy: 1 of 3 rows") and "100 GFLOP/s before the layers and 60 after" in lines[1]
