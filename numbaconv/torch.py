@@ -120,14 +120,30 @@ class GradWeightFunction(torch.autograd.Function):
         return d_x, d_grad_output, None, None
 
 
+SUPPORTED_DTYPES = (torch.float32, torch.float64)
+
+
+def _check_dtypes(**tensors) -> None:
+    """TypeError naming the tensor and the supported dtypes, for bfloat16, float16 and the rest (before anything
+    runs: torch cannot even hand a bfloat16 tensor to NumPy)."""
+    for name, tensor in tensors.items():
+        if isinstance(tensor, torch.Tensor) and tensor.dtype not in SUPPORTED_DTYPES:
+            raise TypeError(f"numbaconv.torch: {name} is a {tensor.dtype} tensor; numbaconv's kernels run "
+                            f"torch.float32 and torch.float64 (convert with .float() or .double())")
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
-    """``torch.nn.functional.conv2d`` on numbaconv's kernels (differentiable)."""
+    """``torch.nn.functional.conv2d`` on numbaconv's kernels (differentiable); float32 and float64 tensors."""
+    _check_dtypes(x=x, weight=weight, bias=bias)
     return Conv2dFunction.apply(x, weight, bias, stride, padding, dilation, groups, padding_mode)
 
 
 class Conv2d(nn.Conv2d):
     """A drop-in ``nn.Conv2d`` (same constructor, parameters, initialization and state_dict) whose
     forward and backward run numbaconv's kernels."""
+
+    def _get_name(self) -> str:  # the repr says whose layer this is: numbaconv.torch.Conv2d(3, 8, kernel_size=...)
+        return "numbaconv.torch.Conv2d"
 
     def forward(self, x):
         padding = self.padding if isinstance(self.padding, str) else tuple(self.padding)

@@ -148,3 +148,43 @@ print("layer", numba.threading_layer(), "mode", runtime.LATENCY_MODE, "set", sor
     else:
         assert "layer omp mode True" in result.stdout
         assert "'GOMP_SPINCOUNT', 'NUMBA_THREADING_LAYER', 'OMP_PROC_BIND'" in result.stdout
+
+
+@pytest.mark.parametrize("first", ["numpy", "numba", "numbaconv"])
+def test_import_order_does_not_matter(first):
+    """numpy, numba and numbaconv imported in any order (a numba parallel kernel even run before numbaconv's
+    import): the same threading layer as numbaconv's default, the same results, BLAS settings untouched."""
+    import os
+    import subprocess
+    import sys
+
+    before = {
+        "numpy": "import numpy as np",
+        "numba": "import numba, numpy as np\n"
+                 "@numba.njit(parallel=True)\n"
+                 "def f(a):\n"
+                 "    for i in numba.prange(a.size):\n"
+                 "        a[i] += 1\n"
+                 "f(np.zeros(64))",
+        "numbaconv": "import numbaconv",
+    }[first]
+    code = before + """
+import numpy as np, numba, numbaconv
+from numbaconv import reference
+x = np.random.default_rng(0).standard_normal((2, 16, 30, 30)).astype(np.float32)
+w = np.random.default_rng(1).standard_normal((16, 1, 3, 3)).astype(np.float32)
+assert np.allclose(numbaconv.conv2d(x, w, padding=1, groups=16), reference.conv2d(x, w, padding=1, groups=16),
+                   atol=1e-4)
+print("layer", numba.threading_layer(), "blas", {k: v for k, v in __import__("os").environ.items() if "BLAS" in k})
+"""
+    env = {key: value for key, value in os.environ.items() if key != "NUMBA_THREADING_LAYER"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    reference_run = subprocess.run([sys.executable, "-c", "import numbaconv\n" + code], capture_output=True,
+                                   text=True, timeout=300, env=env)
+    if first == "numba" and "layer tbb" in reference_run.stdout:
+        # Numba chose its layer before numbaconv could load TBB: numbaconv says so, once, and still computes right
+        assert "layer tbb" not in result.stdout and result.stderr.count("ran before numbaconv was imported") == 1
+    else:
+        assert result.stdout == reference_run.stdout, (result.stdout, reference_run.stdout)
+        assert "ran before numbaconv was imported" not in result.stderr

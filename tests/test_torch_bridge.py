@@ -83,3 +83,22 @@ def test_from_torch_copies_configuration_and_weights():
                                                                                           "circular")
     x = torch.randn(1, 4, 9, 9)
     torch.testing.assert_close(layer(x), module(x), rtol=1e-5, atol=1e-5)
+
+
+def test_repr_says_it_is_numbaconvs_layer():
+    layer = Conv2d(3, 8, 3, padding=1)
+    assert repr(layer).startswith("numbaconv.torch.Conv2d(3, 8, kernel_size=(3, 3)")
+    assert repr(torch.nn.Sequential(layer)).count("numbaconv.torch.Conv2d") == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.int32])
+def test_unsupported_dtypes_get_a_type_error_naming_the_supported_ones(dtype):
+    x = torch.zeros((1, 3, 8, 8), dtype=dtype)
+    weight = torch.zeros((8, 3, 3, 3), dtype=dtype)
+    with pytest.raises(TypeError, match=r"x is a torch\.\w+ tensor; numbaconv's kernels run torch\.float32 and "
+                                        r"torch\.float64"):
+        conv2d(x, weight)
+    layer = Conv2d(3, 8, 3).to(dtype) if dtype.is_floating_point else None
+    if layer is not None:
+        with pytest.raises(TypeError, match="float32 and torch.float64"):
+            layer(x)
