@@ -97,7 +97,8 @@ def conv2d(x: Array, weight: Array, bias: Array | None = None, stride: IntOrPair
         view = arrays.to_batched(x, spec) if native else arrays.to_nchw(x, spec)
         if dispatch.runs_whole(chosen, spec, view.flags.c_contiguous, kernel_layout, spec.layout):
             # the common call, decided once per spec: the kernel on the whole problem, straight into the result
-            (chosen.run_nhwc if native else chosen.run)(spec, view, weight, bias_values, result)
+            run = chosen.run_nhwc if native and chosen.run_nhwc is not None else chosen.run
+            run(spec, view, weight, bias_values, result)
         else:
             kernel_spec, kernel_x = arrays.kernel_input(view, spec, kernel_layout)  # degenerate geometry gathered
             dispatch.run_bounded(chosen, kernel_spec, kernel_x, weight, bias_values, result, kernel_layout,

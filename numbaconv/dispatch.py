@@ -184,7 +184,7 @@ register(Algorithm("cuda_grouped", "cuda", "grouped",
 def workspace_budget() -> int:
     """Bytes of temporaries one kernel call may allocate beyond the output: config.WORKSPACE_BYTES_PER_THREAD
     per thread of Numba's pool (NUMBA_NUM_THREADS)."""
-    return WORKSPACE_BYTES_PER_THREAD * numba.config.NUMBA_NUM_THREADS
+    return WORKSPACE_BYTES_PER_THREAD * numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
 
 
 def pieces(algorithm: Algorithm, spec: ConvSpec, contiguous: bool = True, layout: str = "NCHW",
@@ -249,6 +249,8 @@ def run_bounded(algorithm: Algorithm, spec: ConvSpec, x, weight, bias, out, layo
     pieces of the batch or bands of rows (`pieces`) when its temporaries would exceed the budget: peak
     memory beyond the output stays bounded, whatever the batch or image size."""
     run = algorithm.run_nhwc if layout == "NHWC" else algorithm.run
+    if run is None:
+        raise ValueError(f"algorithm {algorithm.name!r} has no channels-last variant: run it on NCHW data")
     out_layout = out_layout or layout
     images, rows = pieces(algorithm, spec, x.flags.c_contiguous, layout, out_layout)
     if images >= spec.batch and rows == spec.out_height and out_layout == layout:

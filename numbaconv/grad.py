@@ -187,7 +187,10 @@ def _depthwise_grad_input(spec: ConvSpec, weight: np.ndarray, grad_output: np.nd
     (sh, sw), (dh, dw) = spec.stride, spec.dilation
     width = spec.in_width
     # the phases that hold input columns: b in [0, sw) with some column iw = b + sw*q - left in [0, width)
-    offsets, firsts, lengths, index = [], [], [], {}
+    offsets: list[int] = []
+    firsts: list[int] = []
+    lengths: list[int] = []
+    index: dict = {}
     for iw in range(min(sw, width)):  # the first sw input columns start every phase that has a column
         b = (iw + left) % sw
         first = (iw + left) // sw

@@ -152,8 +152,8 @@ def conv2d_grad_input_nchw(spec: ConvSpec, weight: np.ndarray, grad_output: np.n
                 part = np.einsum("ngohw,goc->ngchw", gy, wg[:, :, :, kh, kw]).reshape(n, spec.in_channels, ho, wo)
                 part = part[:, :, rows >= 0][:, :, :, columns >= 0]
                 # several outputs may read one pixel (padding copies): add.at accumulates repeated targets
-                np.add.at(grad, (slice(None), slice(None), rows[rows >= 0][:, None], columns[columns >= 0][None, :]),
-                          part)
+                np.add.at(grad, (slice(None), slice(None), rows[rows >= 0][:, None],  # type: ignore[arg-type]
+                                 columns[columns >= 0][None, :]), part)  # (NumPy's stubs refuse a tuple index)
     return grad
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, cast
 
 import numpy as np
 
@@ -170,7 +170,7 @@ class ConvSpec:
     dtype: np.dtype
     has_bias: bool = False
     batched: bool = True
-    layout: str = "NCHW"
+    layout: Layout = "NCHW"
     padding_mode: str = "zeros"
     activation: str | None = None
 
@@ -416,7 +416,7 @@ class ConvSpec:
             dtype=dtype,
             has_bias=bias_shape is not None,
             batched=batched,
-            layout=layout,
+            layout=cast(Layout, layout),  # checked above: one of LAYOUTS
             padding_mode=padding_mode,
             activation=activation,
         )

@@ -40,7 +40,7 @@ from .spec import Activation, ConvSpec, IntOrPair, Layout, Padding, PaddingMode
 try:
     import fcntl
 except ImportError:  # not POSIX: threads are still serialized, processes merge without a lock
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 CACHE_FILE = "tuned.json"
 
@@ -181,7 +181,7 @@ def tune_spec(spec: ConvSpec, repeat: int = 5, use_cache: bool = True) -> Tuned:
     seconds = {}
     for algorithm in serving:
         seconds[algorithm.name] = _median_seconds(lambda: algorithm.run(kernel_spec, x, weight, bias, out), repeat)
-    tuned = Tuned(min(seconds, key=seconds.get), seconds, from_cache=False)
+    tuned = Tuned(min(seconds, key=lambda name: seconds[name]), seconds, from_cache=False)
     if use_cache:
         _REMEMBERED[(str(path), key)] = Tuned(tuned.kernel, tuned.seconds, from_cache=True)
         _store_or_warn(path, key, tuned)

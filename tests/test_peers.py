@@ -258,13 +258,14 @@ def test_peers_run_in_the_users_environment_not_numbaconvs(monkeypatch):
 def test_two_passes_merge_into_the_mean_of_their_medians():
     """bench's A B A B timing: each peer's back-to-back numbers are the mean of its two passes, its gap numbers
     the first pass's, a wrong output stays untimed, and the notes are not repeated."""
-    entry = {"error": 0.0, "setting": None, "median_s": 1.0, "p99_s": 2.0, "gap_median_s": 5.0, "gap_p99_s": 6.0}
+    entry = {"error": 0.0, "setting": None, "median_s": 1.0, "p99_s": 2.0, "gap_median_s": 5.0, "gap_p99_s": 6.0,
+             "dispersion": 0.02}
     wrong = dict(entry, median_s=None, p99_s=None, error=1.0)
     first = ({"torch_nchw": entry, "openvino_nhwc": wrong}, ["openvino_nhwc: wrong output (error 1.0e+00)"])
-    second = ({"torch_nchw": dict(entry, median_s=3.0, p99_s=4.0, gap_median_s=None, gap_p99_s=None),
-               "openvino_nhwc": wrong}, ["openvino_nhwc: wrong output (error 1.0e+00)"])
+    second = ({"torch_nchw": dict(entry, median_s=3.0, p99_s=4.0, gap_median_s=None, gap_p99_s=None,
+                                  dispersion=0.3), "openvino_nhwc": wrong}, ["openvino_nhwc: wrong output (error 1.0e+00)"])
     merged, notes = bench.merge_passes(first, second)
-    assert merged["torch_nchw"] == dict(entry, median_s=2.0, p99_s=3.0)
+    assert merged["torch_nchw"] == dict(entry, median_s=2.0, p99_s=3.0, dispersion=0.3)  # the wider spread kept
     assert merged["openvino_nhwc"]["median_s"] is None
     assert notes == ["openvino_nhwc: wrong output (error 1.0e+00)"]
     assert entry["median_s"] == 1.0  # the first pass's entries are not modified
