@@ -136,3 +136,16 @@ def check_grads(x, weight, grad_output, layout="NCHW", *, to_device=None, **kwar
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261125)
+
+
+def pytest_collection_modifyitems(config, items):
+    """NUMBACONV_TEST_SHARD=i/n keeps every n-th collected test starting at the i-th: the long runs in a subprocess
+    (the CUDA simulator, bounds checking, the fuzz test) are split into shards that pytest-xdist spreads over the
+    cores (``-n 2`` in the README's test command)."""
+    shard = os.environ.get("NUMBACONV_TEST_SHARD")
+    if not shard:
+        return
+    index, count = (int(part) for part in shard.split("/"))
+    kept = [item for position, item in enumerate(items) if position % count == index]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept

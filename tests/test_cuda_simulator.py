@@ -13,9 +13,13 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def test_cuda_kernels_under_the_simulator():
+SHARDS = 4  # the simulator's run split so that pytest-xdist spreads it over the cores (tests/conftest.py)
+
+
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_cuda_kernels_under_the_simulator(shard):
     pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", NUMBACONV_TEST_SHARD=f"{shard}/{SHARDS}")
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
                              str(ROOT / "tests" / "cuda")], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=600)
