@@ -174,8 +174,11 @@ def run_bench(args) -> int:
     first_calls: dict = {}
     # the machine's state before and after the layers: a GEMM rate that moved says other work shared the cores
     # (NumPy's BLAS, so that numbaconv's first kernel still pays Numba's thread-pool start-up as a user's would)
-    check = {"tolerance": 0.1}
+    # (tolerance 25%: on an idle 2-core VM the rate moved by up to 20% between two such checks; a busy loop on one
+    # core cut it 3-7x)
+    check = {"tolerance": 0.25}
     if args.device == "cpu":
+        limits.gemm_flops_per_s(args.dtype, size=768, repeat=3)  # BLAS's threads started, the clock ramped up
         check["gemm_before_flops_per_s"] = limits.gemm_flops_per_s(args.dtype, size=768, repeat=7)
     settings["machine_check"] = check
     try:

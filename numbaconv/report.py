@@ -127,7 +127,7 @@ def noise_lines(report: dict) -> list[str]:
                      "them on an idle machine")
     check = report["settings"].get("machine_check") or {}
     before, after = check.get("gemm_before_flops_per_s"), check.get("gemm_after_flops_per_s")
-    if before and after and abs(after / before - 1) > check.get("tolerance", 0.1):
+    if before and after and abs(after / before - 1) > check.get("tolerance", 0.25):
         lines.append(f"noisy run: a 768x768 GEMM (NumPy's BLAS) ran at {before / 1e9:.0f} GFLOP/s before the layers "
                      f"and {after / 1e9:.0f} after: other work shared the cores")
     return lines
