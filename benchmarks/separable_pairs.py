@@ -25,7 +25,7 @@ import sys
 import numpy as np
 
 import numbaconv
-from numbaconv import peers, reference, timing, workloads
+from numbaconv import bench, peers, reference, timing, workloads
 
 
 def pairs(networks=("mobilenet_v2", "efficientnet_b0", "xception")) -> list:
@@ -147,11 +147,7 @@ def main(argv=None) -> int:
         for process in processes.values():
             process.close()
 
-    def geomean(values):
-        values = [value for value in values if value]
-        return math.exp(sum(map(math.log, values)) / len(values)) if values else math.nan
-
-    summary = {layout: geomean(row.get(f"speedup_{layout}_vs_best_peer") for row in rows)
+    summary = {layout: bench.geometric_mean(row.get(f"speedup_{layout}_vs_best_peer") for row in rows)
                for layout in ("nchw", "nhwc")}
     worst = {layout: min((row.get(f"speedup_{layout}_vs_best_peer") or math.inf) for row in rows)
              for layout in ("nchw", "nhwc")}

@@ -93,7 +93,7 @@ def conv2d(x: Array, weight: Array, bias: Array | None = None, stride: IntOrPair
     # the result in the caller's layout: an NCHW-only kernel's pieces are transposed into an NHWC result
     result = arrays.kernel_output(out, spec, spec.layout)
     if result.size:
-        bias_values = arrays.zero_bias(spec.out_channels, spec.dtype) if bias is None else np.ascontiguousarray(bias)
+        bias_values = arrays.kernel_bias(bias, spec)
         view = arrays.to_batched(x, spec) if native else arrays.to_nchw(x, spec)
         if dispatch.runs_whole(chosen, spec, view.flags.c_contiguous, kernel_layout, spec.layout):
             # the common call, decided once per spec: the kernel on the whole problem, straight into the result

@@ -347,6 +347,11 @@ def zero_bias(channels: int, dtype) -> np.ndarray:
     return np.zeros(channels, dtype)
 
 
+def kernel_bias(bias: np.ndarray | None, spec: ConvSpec) -> np.ndarray:
+    """The bias as the kernels read it: C-contiguous, or the kept `zero_bias` for a call without one."""
+    return zero_bias(spec.out_channels, spec.dtype) if bias is None else np.ascontiguousarray(bias)
+
+
 def finish(result: np.ndarray, spec: ConvSpec, out: np.ndarray | None, layout: str = "NCHW") -> np.ndarray:
     """Turn the kernel's batched result (in the kernel's ``layout``) into what the caller asked for."""
     if spec.layout == "NHWC" and layout == "NCHW":
@@ -364,7 +369,7 @@ def finish(result: np.ndarray, spec: ConvSpec, out: np.ndarray | None, layout: s
     return out
 
 
-# ---- the gradients' arguments (numbaconv.grad, numbaconv.reference) ----------------------------------------------------------------------------------
+# ---- the gradients' arguments (numbaconv.grad, numbaconv.reference) ----------------------------------------
 def _grad_output(grad_output, spec: ConvSpec):
     grad_output = as_host_array(grad_output, "grad_output")
     if grad_output.dtype != spec.dtype:

@@ -65,7 +65,8 @@ def conv1d(x: Array, weight: Array, bias: Array | None = None, stride: int | tup
     array
         The result in x's layout, batchedness and array family (``out`` itself when given).
     """
-    row_axis, stride2, padding2, dilation2, layout2 = arrays.conv1d_arguments(x, weight, stride, padding, dilation, layout)
+    row_axis, stride2, padding2, dilation2, layout2 = arrays.conv1d_arguments(x, weight, stride, padding, dilation,
+                                                                              layout)
     if out is not None and arrays._ndim(out, "out") != arrays._ndim(x, "x"):
         raise ValueError(f"out must have x's number of dimensions ({arrays._ndim(x, 'x')}), got shape "
                          f"{tuple(getattr(out, 'shape', ()))}")

@@ -47,8 +47,8 @@ def cells(row: dict) -> list[str]:
 # The default view: what a reader needs, within 100 columns (`compact_cells`); ``--wide`` shows `COLUMNS`.
 COMPACT_COLUMNS = ["layer", "family", "shape", "ms", "rate", "roof", "vs ref", "vs peer"]
 COMPACT_TEXT_COLUMNS = ("layer", "family", "shape")
-COMPACT_NOTES = ("ms: median of the samples after a warm-up call (~: noisy, the samples spread over 10%).  rate: GB/s for depthwise layers (memory-bound), GFLOP/s for "
-                 "the others.  roof: the least time this machine's measured roofs allow / our time.  vs ref, vs peer: "
+COMPACT_NOTES = ("ms: median of the samples after a warm-up call (~: noisy, the samples spread over 10%).  rate: "
+                 "GB/s for depthwise layers (memory-bound), GFLOP/s for the others.  roof: the least time this machine's measured roofs allow / our time.  vs ref, vs peer: "
                  "the NumPy reference's and the fastest peer's (torch, ONNX Runtime, OpenVINO, any layout) time / "
                  "numbaconv's (above 1: numbaconv faster).  --wide: every column, the peers' names and the "
                  "timing method.")
@@ -122,9 +122,10 @@ def noise_lines(report: dict) -> list[str]:
     rows = report["rows"]
     noisy = [row for row in rows if row.get("noisy")]
     if noisy:
-        lines.append(f"noisy: {len(noisy)} of {len(rows)} rows (time marked ~) had samples spread over 10% of their "
-                     "median, numbaconv's or the best peer's: the machine was busy; their ratios may be off, re-run "
-                     "them on an idle machine")
+        limit = (report["settings"].get("sampling") or {}).get("noisy_dispersion", 0.1)
+        lines.append(f"noisy: {len(noisy)} of {len(rows)} rows (time marked ~) had samples spread over {limit:.0%} of "
+                     "their median, numbaconv's or the best peer's: the machine was busy; their ratios may be off, "
+                     "re-run them on an idle machine")
     check = report["settings"].get("machine_check") or {}
     before, after = check.get("gemm_before_flops_per_s"), check.get("gemm_after_flops_per_s")
     if before and after and abs(after / before - 1) > check.get("tolerance", 0.25):

@@ -89,30 +89,6 @@ TBB_LIBRARY = None
 if os.environ.get("NUMBA_THREADING_LAYER", "").lower() not in ("omp", "workqueue"):
     TBB_LIBRARY = _load_tbb()
 
-def _layer_started_before_import() -> str | None:
-    """The threading layer Numba already started before numbaconv was imported (a parallel Numba function ran
-    first), where it is not the one numbaconv would have had it pick; None otherwise."""
-    numba = sys.modules.get("numba")
-    if numba is None or os.environ.get("NUMBA_THREADING_LAYER"):
-        return None
-    try:
-        from numba.np.ufunc import parallel
-
-        if not getattr(parallel, "_is_initialized", False):
-            return None
-        layer = numba.threading_layer()
-    except Exception:
-        return None
-    return layer if TBB_LIBRARY is not None and layer != "tbb" else None
-
-
-EARLY_LAYER = _layer_started_before_import()
-if EARLY_LAYER is not None:
-    warnings.warn(f"numbaconv: a parallel Numba function ran before numbaconv was imported, so Numba's threading "
-                  f"layer is already {EARLY_LAYER!r}, not TBB (thread- and fork-safe); numbaconv's kernels run "
-                  f"correctly on it (see numbaconv.runtime). To get TBB, import numbaconv before the first parallel "
-                  f"Numba call, or set NUMBA_THREADING_LAYER=tbb.", RuntimeWarning, stacklevel=2)
-
 # Numba's OpenMP workers spin for ~300k iterations (about 8 ms here) after each parallel
 # region, holding the cores that the next NumPy/BLAS call needs: a BLAS product followed
 # by one of our kernels then costs ~8 ms extra.  A short spin keeps back-to-back kernels
@@ -163,6 +139,23 @@ def threading_layer() -> str | None:
         except ValueError:  # no parallel region has run yet
             return None
     return _LAYER
+
+
+def _layer_started_before_import() -> str | None:
+    """The threading layer Numba already started before numbaconv was imported (a parallel Numba function ran
+    first), where it is not the one numbaconv would have had it pick; None otherwise."""
+    if "numba" not in sys.modules or os.environ.get("NUMBA_THREADING_LAYER"):
+        return None
+    layer = threading_layer()
+    return layer if layer is not None and TBB_LIBRARY is not None and layer != "tbb" else None
+
+
+EARLY_LAYER = _layer_started_before_import()
+if EARLY_LAYER is not None:
+    warnings.warn(f"numbaconv: a parallel Numba function ran before numbaconv was imported, so Numba's threading "
+                  f"layer is already {EARLY_LAYER!r}, not TBB (thread- and fork-safe); numbaconv's kernels run "
+                  f"correctly on it (see numbaconv.runtime). To get TBB, import numbaconv before the first parallel "
+                  f"Numba call, or set NUMBA_THREADING_LAYER=tbb.", RuntimeWarning, stacklevel=2)
 
 
 def _after_fork_in_child() -> None:

@@ -110,8 +110,8 @@ def separable_conv2d(x: Array, depthwise_weight: Array, pointwise_weight: Array,
 
     result = arrays.kernel_output(out, pw_spec, layout)
     if result.size:
-        run_fused(dw_spec, arrays.to_batched(x, dw_spec), dw_weight, _bias(dw_bias, dw_spec), pw_weight,
-                  _bias(pw_bias, pw_spec), result, ACTIVATION_CODES[activation])
+        run_fused(dw_spec, arrays.to_batched(x, dw_spec), dw_weight, arrays.kernel_bias(dw_bias, dw_spec),
+                  pw_weight, arrays.kernel_bias(pw_bias, pw_spec), result, ACTIVATION_CODES[activation])
     return arrays.finish(result, pw_spec, out, layout)
 
 
@@ -120,10 +120,6 @@ def _pointwise_spec(middle_shape, weight_shape, bias_shape, dtype, activation, l
     # validated once per shape (activation is a hashable str/None here: accept() checked it for the depthwise)
     return ConvSpec.from_shapes(middle_shape, weight_shape, bias_shape, dtype=dtype, activation=activation,
                                 layout=layout)
-
-
-def _bias(bias, spec):
-    return np.zeros(spec.out_channels, spec.dtype) if bias is None else np.ascontiguousarray(bias)
 
 
 def chunks(n_images: int, out_height: int, row_elements: int, budget: int | None = None):

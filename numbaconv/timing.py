@@ -64,17 +64,20 @@ def percentile(samples, q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def interquartile_range(samples) -> float:
+    return percentile(samples, 75) - percentile(samples, 25)
+
+
 def dispersion(samples) -> float:
     """Interquartile range / median (0 for fewer than 4 samples: not enough to tell)."""
     if len(samples) < 4:
         return 0.0
     middle = statistics.median(samples)
-    return (percentile(samples, 75) - percentile(samples, 25)) / middle if middle > 0 else 0.0
+    return interquartile_range(samples) / middle if middle > 0 else 0.0
 
 
-def back_to_back(fn, repeat: int, settle_s: float = SETTLE_S, budget_s: float = BUDGET_S) -> list[float]:
-    """Seconds per call, one entry per sample (see the module docstring); the calls per sample are `last_loops`."""
-    global last_loops
+def sample(fn, repeat: int, settle_s: float = SETTLE_S, budget_s: float = BUDGET_S) -> tuple[list[float], int]:
+    """``(seconds per call, one entry per sample; calls per sample)``: see the module docstring."""
     if settle_s:
         time.sleep(settle_s)
     fn()  # warm-up: caches, thread pools, page faults
@@ -95,12 +98,12 @@ def back_to_back(fn, repeat: int, settle_s: float = SETTLE_S, budget_s: float = 
         if len(samples) >= max(repeat, 1) and (dispersion(samples) <= TARGET_DISPERSION
                                                or time.perf_counter() - started >= budget_s
                                                or len(samples) >= MAX_SAMPLES):
-            break
-    last_loops = loops
-    return samples
+            return samples, loops
 
 
-last_loops = 1
+def back_to_back(fn, repeat: int, settle_s: float = SETTLE_S, budget_s: float = BUDGET_S) -> list[float]:
+    """Seconds per call, one entry per sample (`sample`)."""
+    return sample(fn, repeat, settle_s, budget_s)[0]
 
 
 def after_gap(fn, rounds: int, gap_s: float = GAP_S) -> list[float]:
@@ -122,9 +125,9 @@ def summary(samples) -> tuple[float, float]:
 def measure(fn, repeat: int, gap_rounds: int = 0, gap_s: float = GAP_S, settle_s: float = SETTLE_S) -> Timing:
     """Back-to-back median, p99, minimum and interquartile range of ``fn()`` (at least ``repeat`` samples), and
     with ``gap_rounds`` the median and p99 after idle gaps."""
-    samples = back_to_back(fn, repeat, settle_s)
-    timing = Timing(*summary(samples), iqr_s=percentile(samples, 75) - percentile(samples, 25),
-                    min_s=min(samples), samples=len(samples), loops=last_loops)
+    samples, loops = sample(fn, repeat, settle_s)
+    timing = Timing(*summary(samples), iqr_s=interquartile_range(samples), min_s=min(samples), samples=len(samples),
+                    loops=loops)
     if gap_rounds:
         timing.gap_median_s, timing.gap_p99_s = summary(after_gap(fn, gap_rounds, gap_s))
     return timing
