@@ -49,7 +49,8 @@ COMPACT_COLUMNS = ["layer", "family", "shape", "ms", "rate", "roof", "vs ref", "
 COMPACT_TEXT_COLUMNS = ("layer", "family", "shape")
 COMPACT_NOTES = ("ms: median of the samples after a warm-up call (~: noisy, the samples spread over 10%).  rate: "
                  "GB/s for depthwise layers (memory-bound), GFLOP/s for the others.  roof: the least time this machine's measured roofs allow / our time.  vs ref, vs peer: "
-                 "the NumPy reference's and the fastest peer's (torch, ONNX Runtime, OpenVINO, any layout) time / "
+                 "the NumPy reference's and the fastest peer's (torch, ONNX Runtime, OpenVINO, any layout; on a GPU and "
+                 "for the backward pass, torch) time / "
                  "numbaconv's (above 1: numbaconv faster).  --wide: every column, the peers' names and the "
                  "timing method.")
 NETWORK_ABBREVIATIONS = {"efficientnet_b0": "effnet", "mobilenet_v2": "mbv2", "resnet50": "rn50",
@@ -82,7 +83,14 @@ def compact_cells(row: dict) -> list[str]:
     mark = "~" if row.get("noisy") else ""
     return [short_layer(row["layer"]), row["kind"], row["shape"], short_milliseconds(row["time_s"]) + mark, rate,
             fraction(row["roofline_fraction"]), short_ratio(row["speedup_vs_reference"]),
-            short_ratio(row.get("speedup_vs_best_peer"))]
+            short_ratio(peer_speedup(row))]
+
+
+def peer_speedup(row: dict) -> float | None:
+    """The fastest peer's time / numbaconv's: the peer libraries' best where they ran (a CPU forward pass),
+    else torch's (the CUDA bench's cuDNN, the backward bench)."""
+    best = row.get("speedup_vs_best_peer")
+    return best if best is not None else row.get("speedup_vs_torch")
 
 
 def plain_table(header: list[str], body: list[list[str]], text_columns=()) -> list[str]:
@@ -99,8 +107,10 @@ def plain_table(header: list[str], body: list[list[str]], text_columns=()) -> li
 def title(report: dict) -> str:
     settings, machine = report["settings"], report["machine"]
     direction = " backward pass," if settings.get("direction") == "backward" else ""
+    where = (f"{machine['gpu']}" if settings["device"] == "cuda" and machine.get("gpu")
+             else f"{machine['numba_threads']} threads, {machine['cpu']}")
     return (f"numbaconv bench:{direction} suite {settings['suite']}, batch {settings['batch']}, {settings['dtype']}, "
-            f"{settings['device']}, {machine['numba_threads']} threads, {machine['cpu']}")
+            f"{settings['device']}, {where}")
 
 
 def limits_line(report: dict) -> str:

@@ -122,6 +122,20 @@ def test_the_default_table_fits_100_columns(path):
     assert max(map(len, plain)) <= 100
 
 
+def test_a_gpu_report_compares_with_torch_and_names_the_gpu():
+    """On a GPU (and for the backward pass) torch is the only peer: the compact table's "vs peer" is its ratio,
+    not a dash, and the title names the GPU, not the host's CPU (a saved H100 run)."""
+    from numbaconv import report
+
+    saved = json.loads(sorted(RESULTS.glob("gpu-nvidia-h100-*-batch1-*.json"))[-1].read_text())
+    assert saved["machine"]["gpu"] in report.title(saved) and saved["machine"]["cpu"] not in report.title(saved)
+    for row in saved["rows"]:
+        assert row.get("speedup_vs_best_peer") is None and row["speedup_vs_torch"] > 0
+        assert report.compact_cells(row)[-1] == report.short_ratio(row["speedup_vs_torch"])
+    cpu = json.loads(SAVED_REPORTS[0].read_text())["rows"][0]
+    assert report.compact_cells(cpu)[-1] == report.short_ratio(cpu["speedup_vs_best_peer"])
+
+
 def test_short_layer_names_abbreviate_every_network():
     from numbaconv import report
 
