@@ -76,9 +76,10 @@ def _tap_reads(spec: ConvSpec, kh: int, kw: int):
 
 def _window(x: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
     """x[..., rows, columns] on the last two axes, with zeros where a row or column is -1."""
-    if x.shape[-2] == 0 or x.shape[-1] == 0:  # an empty input: every position is padding
-        return np.zeros(x.shape[:-2] + (len(rows), len(columns)))
-    window = x.take(np.maximum(rows, 0), axis=-2).take(np.maximum(columns, 0), axis=-1)
+    if x.size == 0 or rows.size == 0 or columns.size == 0:  # every position is padding, or no window at all
+        return np.zeros(x.shape[:-2] + (len(rows), len(columns)))  # (never a rows x columns mask for nothing)
+    # one gather of the output's positions (taking whole rows first costs out_height x in_width per tap)
+    window = x[..., np.maximum(rows, 0)[:, None], np.maximum(columns, 0)[None, :]]
     return np.where((rows[:, None] >= 0) & (columns[None, :] >= 0), window, 0.0)
 
 
@@ -89,7 +90,7 @@ def conv2d_nchw(spec: ConvSpec, x: np.ndarray, weight: np.ndarray, bias: np.ndar
     wg = weight.astype(np.float64).reshape(groups, cog, cig, spec.kernel_height, spec.kernel_width)
     out = np.zeros((n, groups, cog, ho, wo), dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        for kh in range(spec.kernel_height):
+        for kh in range(spec.kernel_height) if out.size else ():  # an empty result: no tap to read
             for kw in range(spec.kernel_width):
                 # the input pixels tap (kh, kw) sees for every output pixel: (n, g, c, ho, wo)
                 window = _window(xg, *_tap_reads(spec, kh, kw))

@@ -198,3 +198,12 @@ def test_one_image_of_one_pixel_runs_the_matrix_vector_kernel_at_any_depth(depth
         wanted = reference.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
                                   activation=act).reshape(1, 7)
         np.testing.assert_allclose(got, wanted, rtol=1e-5, atol=1e-5 * (depth + 1), equal_nan=True)
+
+
+def test_an_empty_batch_plans_like_one_item():
+    """An empty batch gets one item's task blocks: the block search ran once per tile of a huge empty problem
+    (numbaconv.plan of a batch-0 layer with 10^7 pixels spent seconds in it; the fuzz test found it)."""
+    for rows, columns in [(64, 10 ** 7), (10 ** 6, 96), (5, 7)]:
+        for dtype in (np.float32, np.float64):
+            assert gemm.blocks(0, rows, columns, dtype, 2, rows <= columns) == \
+                gemm.blocks(1, rows, columns, dtype, 2, rows <= columns)

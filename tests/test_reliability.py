@@ -89,6 +89,28 @@ def test_the_reported_huge_stride_and_dilation_calls_are_fast_small_and_right():
     assert peak < 1024, f"peak resident memory {peak} MiB"
 
 
+def test_empty_results_over_a_huge_padded_area_cost_nothing():
+    """An empty batch or no channels over a 60000 x 60000 padded area: the result is empty, and neither numbaconv
+    nor the reference builds anything of that area (the reference's tap mask was 3.6 GB of booleans per tap, the
+    GEMM's block search looped once per tile of the empty problem; the fuzz test met both)."""
+    output, peak = guarded("""
+        import numpy as np, numbaconv
+        from numbaconv import reference
+        for x_shape, w_shape, kwargs in [((0, 1, 5, 1), (1, 1, 1, 1), dict(padding=30000, dilation=10000)),
+                                         ((1, 0, 3, 6), (0, 0, 2, 1), dict(padding=30000, dilation=(3, 2))),
+                                         ((0, 4, 7, 4), (4, 1, 2, 3), dict(padding=10000, stride=2, groups=4))]:
+            x = np.ones(x_shape, np.float32)
+            w = np.ones(w_shape, np.float32)
+            got, expected = numbaconv.conv2d(x, w, **kwargs), reference.conv2d(x, w, **kwargs)
+            assert got.size == 0 and got.shape == expected.shape, (got.shape, expected.shape)
+            gy = np.ones(got.shape, np.float32)
+            assert reference.conv2d_grad_weight(x, w.shape, gy, **kwargs).shape == w.shape
+            assert numbaconv.conv2d_grad_weight(x, w.shape, gy, **kwargs).shape == w.shape
+        print("done")
+    """, timeout=60, address_space_gib=2)
+    assert "done" in output and peak < 1024, f"peak resident memory {peak} MiB"
+
+
 @pytest.mark.parametrize("name", ["stride", "padding", "dilation"])
 @pytest.mark.parametrize("value", [2**63, 2**64, -(2**63) - 1])
 def test_unrepresentable_integers_are_a_value_error_naming_the_parameter(name, value):

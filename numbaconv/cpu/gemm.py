@@ -201,6 +201,7 @@ def blocks(batch: int, rows: int, columns: int, dtype, threads: int, columns_fir
     the other is read whole by each task), so cutting the larger operand's dimension first reads least;
     packing per task follows the same count."""
     width = tile_columns(dtype)
+    batch = max(batch, 1)  # an empty batch: one task's blocks (else the loop below ran once per tile)
     row_tiles, column_tiles = max(1, -(-rows // GEMM_TILE_ROWS)), max(1, -(-columns // width))  # empty: one
     row_parts = -(-row_tiles * GEMM_TILE_ROWS // GEMM_BLOCK_ROWS)
     column_parts = -(-column_tiles * width // GEMM_BLOCK_COLUMNS)
