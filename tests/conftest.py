@@ -138,10 +138,24 @@ def rng():
     return np.random.default_rng(20261125)
 
 
+# The runs in a subprocess, each a minute or more on a cold cache: collected first, so that pytest-xdist hands them
+# out at the start and the short tests fill the cores around them (collected last, they ran alone at the end).
+LONG_RUNS = ("test_bounds.py::test_kernels_stay_in_bounds", "test_cuda_simulator.py::",
+             "test_fuzz.py::")
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, a worker gets one test at a time (``--maxschedchunk 1`` unless given): its default first
+    hands each worker a quarter of its share in one block, which put every long run on the first worker."""
+    if getattr(config.option, "maxschedchunk", False) is None:
+        config.option.maxschedchunk = 1
+
+
 def pytest_collection_modifyitems(config, items):
-    """NUMBACONV_TEST_SHARD=i/n keeps every n-th collected test starting at the i-th: the long runs in a subprocess
-    (the CUDA simulator, bounds checking, the fuzz test) are split into shards that pytest-xdist spreads over the
-    cores (``-n 2`` in the README's test command)."""
+    """The long subprocess runs first (`LONG_RUNS`); NUMBACONV_TEST_SHARD=i/n keeps every n-th collected test
+    starting at the i-th: the CUDA simulator's run is split into shards that pytest-xdist spreads over the cores
+    (``-n auto`` in the README's test command)."""
+    items.sort(key=lambda item: not any(name in item.nodeid for name in LONG_RUNS))  # stable: order kept otherwise
     shard = os.environ.get("NUMBACONV_TEST_SHARD")
     if not shard:
         return
