@@ -24,7 +24,7 @@ FLOORS = [
     {"cpu", "cpu.*", "cuda", "cuda.launch", "cuda.epilogue", "cuda.gemm", "cuda.depthwise", "cuda.launches"},
     {"dispatch"},
     {"tuning"},
-    {"api", "grad", "separable", "convolution1d", "shuffle", "torch", "cuda.run", "cuda.grad"},
+    {"api", "grad", "separable", "convolution1d", "shuffle", "torch", "dask", "cuda.run", "cuda.grad"},
     {"timing", "peers", "limits", "bench", "report", "plot", "warmup", "cli", "cuda.inventory", "", "__main__"},
 ]
 

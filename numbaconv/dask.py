@@ -1,0 +1,245 @@
+"""numbaconv on Dask arrays: the same convolutions over batches and images larger than memory.
+
+Each function takes a `dask.array.Array` (NCHW or NHWC, batched) and returns a lazy one whose ``compute()``
+equals the in-memory `numbaconv` call on the whole array.  How the work is cut:
+
+* **Batch chunks** map straight onto the kernels: each task convolves its images.
+* **Spatial chunks** get halos.  The input is first padded as a whole (``dask.array.pad``: ``zeros`` ->
+  ``constant``, ``reflect`` -> ``reflect``, ``replicate`` -> ``edge``, ``circular`` -> ``wrap``), so the
+  outer border follows ``padding_mode`` exactly; then output chunk boundaries are placed where the padded
+  input's chunk boundaries fall, rounded up to the stride, and each output block reads the input window
+  it needs -- its rows ``[o0 * stride, (o1 - 1) * stride + (k - 1) * dilation + 1)`` -- from however many
+  input chunks hold it (chunks smaller than the halo included).
+* **Channel chunks** must hold whole groups (``C_in / groups`` channels each; any chunking for depthwise
+  layers).  Where they do not, the channels are rechunked to the nearest boundaries that do, with a
+  `UserWarning` that says which chunking was used; a chunk holding ``k`` groups gives ``k * C_out / groups``
+  output channels.
+* **Weights** enter the graph once, as one-chunk arrays every task refers to (a distributed cluster sends
+  them to each worker once).
+* **Threads**: each task runs numbaconv's kernels on ``threads_per_task`` Numba threads (default 1: Dask's
+  own threads or worker processes are the parallelism; give ``threads_per_task=k`` to workers with fewer
+  Dask threads than cores).  `numba.set_num_threads` is per calling thread, so tasks never change each
+  other's setting or the caller's.
+* **CuPy-backed arrays** run the CUDA kernels and return CuPy blocks (the array's ``meta`` says so).
+
+Requires the ``dask`` extra: ``pip install 'numbaconv[dask]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Any
+
+import numpy as np
+
+from . import api, dispatch
+from .spec import Activation, IntOrPair, Layout, Padding, PaddingMode, check_dtypes
+
+PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def conv2d(x, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0, dilation: IntOrPair = 1,
+           groups: int = 1, *, padding_mode: PaddingMode = "zeros", activation: Activation = None,
+           layout: Layout = "NCHW", algorithm: str = "auto", threads_per_task: int = 1):
+    """`numbaconv.conv2d` on a Dask array ``x`` (batched, NCHW or NHWC); returns a lazy Dask array.
+
+    Parameters are those of `numbaconv.conv2d`, checked before any graph is built (the same
+    `ValueError`/`TypeError`), with ``weight`` and ``bias`` in memory (NumPy, or CuPy for CuPy-backed
+    ``x``).  ``threads_per_task``: Numba threads each task's kernel uses (default 1)."""
+    return _convolve(x, weight, bias, stride, padding, dilation, groups, padding_mode, activation, layout,
+                     algorithm, threads_per_task)
+
+
+def pointwise_conv2d(x, weight, bias=None, stride: IntOrPair = 1, *, padding_mode: PaddingMode = "zeros",
+                     activation: Activation = None, layout: Layout = "NCHW", threads_per_task: int = 1):
+    """`numbaconv.pointwise_conv2d` (a 1x1 weight) on a Dask array; see `conv2d`."""
+    weight = _host_or_device(weight)
+    if weight.ndim != 4 or tuple(weight.shape[2:]) != (1, 1):  # as numbaconv.pointwise_conv2d
+        raise ValueError(f"pointwise_conv2d needs a (C_out, C_in, 1, 1) weight, got weight.shape "
+                         f"{tuple(weight.shape)}")
+    return _convolve(x, weight, bias, stride, 0, 1, 1, padding_mode, activation, layout, "auto", threads_per_task)
+
+
+def depthwise_conv2d(x, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0, dilation: IntOrPair = 1,
+                     *, padding_mode: PaddingMode = "zeros", activation: Activation = None, layout: Layout = "NCHW",
+                     threads_per_task: int = 1):
+    """`numbaconv.depthwise_conv2d` (groups = C_in, C_out a multiple of it) on a Dask array; see `conv2d`."""
+    channels = x.shape[1 if layout == "NCHW" else -1] if getattr(x, "ndim", 0) == 4 else None
+    return _convolve(x, weight, bias, stride, padding, dilation, channels or 1, padding_mode, activation, layout,
+                     "auto", threads_per_task)
+
+
+def grouped_conv2d(x, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0, dilation: IntOrPair = 1,
+                   groups: int = 1, *, padding_mode: PaddingMode = "zeros", activation: Activation = None,
+                   layout: Layout = "NCHW", threads_per_task: int = 1):
+    """`numbaconv.grouped_conv2d` on a Dask array; see `conv2d`."""
+    return _convolve(x, weight, bias, stride, padding, dilation, groups, padding_mode, activation, layout, "auto",
+                     threads_per_task)
+
+
+def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None, pointwise_bias=None,
+                     stride: IntOrPair = 1, padding: Padding = 0, dilation: IntOrPair = 1, *,
+                     padding_mode: PaddingMode = "zeros", depthwise_activation: Activation = None,
+                     activation: Activation = None, layout: Layout = "NCHW", threads_per_task: int = 1):
+    """`numbaconv.separable_conv2d` on a Dask array: the depthwise convolution (with its halos) and the
+    pointwise one as two stages of one graph.  Arguments as `numbaconv.separable_conv2d`."""
+    _require_dask_array(x)
+    middle = depthwise_conv2d(x, depthwise_weight, depthwise_bias, stride, padding, dilation,
+                              padding_mode=padding_mode, activation=depthwise_activation, layout=layout,
+                              threads_per_task=threads_per_task)
+    # the pointwise stage reads every channel: one channel chunk (chosen here, so no warning)
+    middle = middle.rechunk({1 if layout == "NCHW" else 3: -1})
+    return pointwise_conv2d(middle, pointwise_weight, pointwise_bias, activation=activation, layout=layout,
+                            threads_per_task=threads_per_task)
+
+
+# ---- the graph -----------------------------------------------------------------------------------------------
+
+def _require_dask_array(x) -> None:
+    try:
+        import dask.array as da
+    except ImportError as error:  # the optional extra
+        raise ImportError("numbaconv.dask needs Dask: pip install 'numbaconv[dask]'") from error
+    if not isinstance(x, da.Array):
+        raise TypeError(f"x must be a dask.array.Array, got {type(x).__name__} (for arrays in memory use "
+                        f"numbaconv.conv2d)")
+    if x.ndim != 4:
+        raise ValueError(f"x must be batched and 4-D (NCHW or NHWC) for numbaconv.dask, got shape {x.shape}")
+
+
+def _host_or_device(value):
+    """A weight or bias in memory: NumPy, or a CuPy array left on the device; a Dask array is computed once."""
+    if value is None:
+        return None
+    if hasattr(value, "compute") and hasattr(value, "dask"):
+        value = value.compute()
+    return value if hasattr(value, "__cuda_array_interface__") else np.asarray(value)
+
+
+def _convolve(x, weight, bias, stride, padding, dilation, groups, padding_mode, activation, layout, algorithm,
+              threads_per_task):
+    import dask.array as da
+
+    _require_dask_array(x)
+    weight, bias = _host_or_device(weight), _host_or_device(bias)
+    if isinstance(threads_per_task, bool) or not isinstance(threads_per_task, (int, np.integer)) \
+            or threads_per_task < 1:
+        raise ValueError(f"threads_per_task must be a positive integer, got {threads_per_task!r}")
+    # every argument is checked by numbaconv's own parser before a graph exists
+    spec = dispatch.plan(tuple(x.shape), tuple(weight.shape), bias is not None, stride, padding, dilation, groups,
+                    dtype=x.dtype, padding_mode=padding_mode, activation=activation, layout=layout,
+                    algorithm=algorithm).spec
+    check_dtypes(x.dtype, weight.dtype, None if bias is None else bias.dtype)  # as conv2d: one dtype
+    channel_axis, row_axis, column_axis = (1, 2, 3) if layout == "NCHW" else (3, 1, 2)
+    top, bottom, left, right = spec.padding
+    # output blocks follow the input's own chunks (padding adds chunks of its own at the borders)
+    rows = _windows(x.chunks[row_axis], top, spec.out_height, spec.stride[0], spec.dilation[0], spec.kernel_height)
+    columns = _windows(x.chunks[column_axis], left, spec.out_width, spec.stride[1], spec.dilation[1],
+                       spec.kernel_width)
+    if top or bottom or left or right:
+        widths = [(0, 0)] * 4
+        widths[row_axis], widths[column_axis] = (top, bottom), (left, right)
+        x = da.pad(x, widths, mode=PAD_MODES[spec.padding_mode])
+    x = _whole_groups(x, channel_axis, spec.in_channels // spec.groups)
+    cog = spec.out_channels // spec.groups
+    options = dict(stride=spec.stride, dilation=spec.dilation, activation=spec.activation, layout=layout,
+                   algorithm=algorithm, threads=int(threads_per_task))
+    meta = x._meta
+    by_channels, start = [], 0
+    for size in x.chunks[channel_axis]:
+        first, count = start // (spec.in_channels // spec.groups), size // (spec.in_channels // spec.groups)
+        w = da.from_array(weight[first * cog:(first + count) * cog], chunks=-1, asarray=False)
+        b = None if bias is None else da.from_array(bias[first * cog:(first + count) * cog], chunks=-1,
+                                                      asarray=False)
+        part = _take(x, channel_axis, start, start + size)
+        by_rows = []
+        for (out0, out1), (in0, in1) in rows:
+            by_columns = []
+            for (col0, col1), (inc0, inc1) in columns:
+                window = _take(_take(part, row_axis, in0, in1), column_axis, inc0, inc1)
+                window = window.rechunk({row_axis: -1, column_axis: -1})
+                index = "nchw" if layout == "NCHW" else "nhwc"
+                arguments = [window, index, w, "oikl"] + ([] if b is None else [b, "o"])
+                # the weight (and bias): one block each, under indices of their own, so every task gets it whole
+                by_columns.append(da.blockwise(
+                    _block, index, *arguments, concatenate=True, dtype=spec.dtype, meta=meta,
+                    adjust_chunks={"c": (count * cog,), "h": (out1 - out0,), "w": (col1 - col0,)},
+                    groups=count, has_bias=b is not None, **options))
+            by_rows.append(da.concatenate(by_columns, axis=column_axis))
+        by_channels.append(da.concatenate(by_rows, axis=row_axis))
+        start += size
+    return da.concatenate(by_channels, axis=channel_axis)
+
+
+def _take(x, axis: int, start: int, stop: int):
+    index: list[Any] = [slice(None)] * x.ndim
+    index[axis] = slice(start, stop)
+    return x[tuple(index)]
+
+
+def _windows(chunks: tuple[int, ...], before: int, out_size: int, stride: int, dilation: int, kernel: int):
+    """Output blocks along one axis and the padded input's rows each reads (``before``: the padding ahead of
+    the input).  A block starts at the first output whose window starts inside a new input chunk, so blocks
+    follow the input's chunking whatever it is; the window of outputs ``[o0, o1)`` is the padded input's
+    ``[o0 * stride, (o1 - 1) * stride + (kernel - 1) * dilation + 1)``."""
+    bounds, position = {0, out_size}, 0
+    for size in chunks[:-1]:
+        position += size
+        bounds.add(min(-(-(position + before) // stride), out_size))
+    bounds = sorted(bounds)
+    span = (kernel - 1) * dilation + 1
+    return [((o0, o1), (o0 * stride, (o1 - 1) * stride + span)) for o0, o1 in zip(bounds, bounds[1:]) if o1 > o0]
+
+
+def _whole_groups(x, axis: int, per_group: int):
+    """``x`` with every channel chunk holding whole groups: kept where it does, else rechunked to the group
+    boundaries nearest its chunks' ends (with a warning that says which chunking was used)."""
+    chunks = x.chunks[axis]
+    if all(size % per_group == 0 for size in chunks):
+        return x
+    ends, position = [], 0
+    for size in chunks:
+        position += size
+        ends.append(min(x.shape[axis], max(per_group, round(position / per_group) * per_group)))
+    sizes, start = [], 0
+    for end in sorted(set(ends)):
+        if end > start:
+            sizes.append(end - start)
+            start = end
+    if per_group == x.shape[axis]:
+        why = f"with groups=1 every output channel reads all {per_group} input channels"
+    else:
+        why = f"they split groups of {per_group} channels"
+    warnings.warn(f"numbaconv.dask: channel chunks {chunks}: {why}; rechunked to {tuple(sizes)} (chunk the channel "
+                  f"axis in multiples of C_in / groups = {per_group} to avoid this)", UserWarning, stacklevel=4)
+    return x.rechunk({axis: tuple(sizes)})
+
+
+@contextlib.contextmanager
+def _numba_threads(count: int):
+    """Numba's thread count for this thread only (set_num_threads is per calling thread), restored after."""
+    import numba
+
+    count = max(1, min(count, numba.config.NUMBA_NUM_THREADS))
+    before = numba.get_num_threads()
+    numba.set_num_threads(count)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def _block(window, weight, bias=None, *, groups, has_bias, stride, dilation, activation, layout, algorithm,
+           threads):
+    """One task: the padded window's convolution (padding 0: the border is already in the window)."""
+    if not has_bias:
+        bias = None
+    if hasattr(window, "__cuda_array_interface__"):  # CuPy blocks: the CUDA kernels, a CuPy result
+        import cupy
+
+        return cupy.asarray(api.conv2d(window, weight, bias, stride, 0, dilation, groups, activation=activation,
+                                       layout=layout, algorithm=algorithm))
+    with _numba_threads(threads):
+        return api.conv2d(window, weight, bias, stride, 0, dilation, groups, activation=activation, layout=layout,
+                          algorithm=algorithm)

@@ -1,0 +1,191 @@
+"""numbaconv.dask: lazy convolutions of Dask arrays equal the in-memory call, whatever the chunking.
+
+Under Dask's threaded scheduler over hypothesis-drawn chunkings (batch, spatial chunks down to one pixel --
+smaller than the halo --, channel chunks, odd strides and dilations, every padding mode, both layouts and
+dtypes), and under a `distributed.LocalCluster` of two worker processes."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+da = pytest.importorskip("dask.array", reason="the dask extra is not installed")
+
+import numbaconv  # noqa: E402
+import numbaconv.dask as nd  # noqa: E402
+
+TOLERANCE = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+def chunking(draw, size: int) -> tuple[int, ...]:
+    """A random partition of ``size`` (chunks of one element included)."""
+    cuts = sorted(draw(st.sets(st.integers(1, max(1, size - 1)), max_size=min(4, size - 1))))
+    bounds = [0] + [c for c in cuts if 0 < c < size] + [size]
+    return tuple(b - a for a, b in zip(bounds, bounds[1:]))
+
+
+@st.composite
+def problems(draw):
+    family = draw(st.sampled_from(["pointwise", "depthwise", "grouped", "dense"]))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    layout = draw(st.sampled_from(["NCHW", "NHWC"]))
+    if family == "pointwise":
+        groups, c_in, c_out, kernel = 1, draw(st.integers(1, 6)), draw(st.integers(1, 6)), (1, 1)
+    else:
+        groups = {"depthwise": draw(st.integers(1, 5)), "grouped": draw(st.integers(2, 3)), "dense": 1}[family]
+        per_group = 1 if family == "depthwise" else draw(st.integers(1, 3))
+        c_in = groups * per_group
+        c_out = groups * draw(st.integers(1, 2))
+        kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (1, 1) if family == "pointwise" else (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (0, 0) if family == "pointwise" else (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    padding_mode = draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
+    batch = draw(st.integers(1, 3))
+    reach = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+    height, width = (max(r - 2 * p, p + 1, 1) + draw(st.integers(0, 12)) for r, p in zip(reach, padding))
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
+                  activation=draw(st.sampled_from([None, "relu", "hardswish"])), layout=layout)
+    shape = (batch, c_in, height, width) if layout == "NCHW" else (batch, height, width, c_in)
+    chunks = tuple(chunking(draw, size) for size in shape)
+    seed = draw(st.integers(0, 2**16))
+    return shape, chunks, (c_out, c_in // groups) + kernel, dtype, kwargs, seed
+
+
+def arrays(shape, weight_shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape).astype(dtype), rng.standard_normal(weight_shape).astype(dtype),
+            rng.standard_normal(weight_shape[0]).astype(dtype))
+
+
+def assert_close(got, expected, dtype):
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    scale = max(1.0, float(np.abs(expected).max(initial=0)))
+    np.testing.assert_allclose(got, expected, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * scale)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(problems())
+def test_random_chunkings_equal_the_in_memory_call(problem):
+    shape, chunks, weight_shape, dtype, kwargs, seed = problem
+    x, weight, bias = arrays(shape, weight_shape, dtype, seed)
+    expected = numbaconv.conv2d(x, weight, bias, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # channel chunks splitting groups: rechunked (tested below)
+        lazy = nd.conv2d(da.from_array(x, chunks=chunks), weight, bias, **kwargs)
+    assert lazy.shape == expected.shape
+    assert_close(lazy.compute(scheduler="threads"), expected, dtype)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_the_family_functions_and_separable(layout, rng):
+    x = rng.standard_normal((2, 6, 13, 11)).astype(np.float32)
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    chunks = (1, 3, 4, 5) if layout == "NCHW" else (1, 4, 5, 3)
+    lazy = da.from_array(x, chunks=chunks)
+    dw = rng.standard_normal((12, 1, 3, 3)).astype(np.float32)
+    pw = rng.standard_normal((5, 12, 1, 1)).astype(np.float32)
+    gw, b = rng.standard_normal((4, 3, 3, 3)).astype(np.float32), rng.standard_normal(12).astype(np.float32)
+    options = dict(layout=layout)
+    assert_close(nd.depthwise_conv2d(lazy, dw, b, 2, 1, padding_mode="reflect", **options).compute(),
+                 numbaconv.depthwise_conv2d(x, dw, b, 2, 1, padding_mode="reflect", **options), np.float32)
+    with pytest.warns(UserWarning, match="with groups=1 every output channel reads all 6 input channels"):
+        pointwise = nd.pointwise_conv2d(lazy, pw[:, :6], activation="relu", **options)
+    assert_close(pointwise.compute(), numbaconv.pointwise_conv2d(x, pw[:, :6], activation="relu", **options),
+                 np.float32)
+    assert_close(nd.grouped_conv2d(lazy, gw, None, 1, 1, 1, 2, **options).compute(),
+                 numbaconv.grouped_conv2d(x, gw, None, 1, 1, 1, 2, **options), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its pointwise stage takes the channels whole by itself
+        separable = nd.separable_conv2d(lazy, dw, pw, b, None, 1, 2, 2, depthwise_activation="relu6", **options)
+    assert_close(separable.compute(),
+                 numbaconv.separable_conv2d(x, dw, pw, b, None, 1, 2, 2, depthwise_activation="relu6", **options),
+                 np.float32)
+
+
+def test_channel_chunks_that_split_groups_are_rechunked_with_a_warning(rng):
+    x = rng.standard_normal((1, 6, 8, 8))
+    w = rng.standard_normal((4, 3, 3, 3))
+    with pytest.warns(UserWarning, match=r"channel chunks \(2, 4\): they split groups of 3 channels; "
+                                         r"rechunked to \(3, 3\)"):
+        lazy = nd.conv2d(da.from_array(x, chunks=(1, (2, 4), 8, 8)), w, groups=2, padding=1)
+    assert lazy.chunks[1] == (2, 2)  # each chunk of one group gives that group's 2 output channels
+    assert_close(lazy.compute(), numbaconv.conv2d(x, w, groups=2, padding=1), np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # whole groups: no warning, the chunks kept
+        assert nd.conv2d(da.from_array(x, chunks=(1, 3, 8, 8)), w, groups=2).chunks[1] == (2, 2)
+
+
+def test_the_weight_enters_the_graph_once(rng):
+    x = rng.standard_normal((4, 3, 40, 40)).astype(np.float32)
+    w = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
+    lazy = nd.conv2d(da.from_array(x, chunks=(1, 3, 10, 10)), w, padding=1)
+    graph = dict(lazy.__dask_graph__())
+    holding = [key for key, value in graph.items() if isinstance(value, np.ndarray) and value.shape == w.shape]
+    assert len(holding) == 1, holding  # one key, read by the 4 x 16 tasks
+    assert lazy.numblocks == (4, 1, 4, 4)
+    # each output block starts where its window starts at an input chunk's first row (padding 1: one row later)
+    assert lazy.chunks[2] == lazy.chunks[3] == (11, 10, 10, 9)
+
+
+def test_bad_input_is_refused_before_any_graph(rng):
+    x = da.zeros((1, 4, 8, 8), chunks=2)
+    w = np.ones((4, 2, 3, 3))
+    with pytest.raises(TypeError, match="dask.array.Array"):
+        nd.conv2d(np.zeros((1, 4, 8, 8)), w, groups=2)
+    with pytest.raises(ValueError, match="4-D"):
+        nd.conv2d(da.zeros((4, 8, 8), chunks=2), w, groups=2)
+    with pytest.raises(ValueError, match="groups"):
+        nd.conv2d(x, w, groups=3)
+    with pytest.raises(ValueError, match="threads_per_task"):
+        nd.conv2d(x, w, groups=2, threads_per_task=0)
+    with pytest.raises(ValueError, match="padding_mode"):
+        nd.conv2d(x, w, groups=2, padding_mode="mirror")
+    with pytest.raises(TypeError, match="same dtype"):
+        nd.conv2d(x, w.astype(np.float32), groups=2)
+    with pytest.raises(ValueError, match=r"\(C_out, C_in, 1, 1\)"):
+        nd.pointwise_conv2d(x, np.ones((4, 4)))
+
+
+def test_tasks_set_numba_threads_for_their_own_thread_only(rng):
+    import numba
+
+    seen = []
+    original = nd._block
+
+    def spy(*args, **kwargs):
+        result = original(*args, **kwargs)
+        seen.append(kwargs["threads"])
+        return result
+
+    before = numba.get_num_threads()
+    x = rng.standard_normal((2, 4, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nd, "_block", spy)
+        got = nd.conv2d(da.from_array(x, chunks=(1, 4, 5, 5)), w, groups=4, threads_per_task=1).compute(
+            scheduler="threads")
+    assert seen and set(seen) == {1}
+    assert numba.get_num_threads() == before
+    with nd._numba_threads(1):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    assert_close(got, numbaconv.conv2d(x, w, groups=4), np.float32)
+
+
+def test_a_local_cluster_of_two_processes(rng):
+    distributed = pytest.importorskip("distributed")
+    x = rng.standard_normal((3, 8, 30, 26)).astype(np.float32)
+    dw = rng.standard_normal((8, 1, 3, 3)).astype(np.float32)
+    pw = rng.standard_normal((6, 8, 1, 1)).astype(np.float32)
+    with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None,
+                                  silence_logs=40) as cluster, distributed.Client(cluster) as client:
+        lazy = nd.separable_conv2d(da.from_array(x, chunks=(1, 8, 11, 13)), dw, pw, padding=1,
+                                   padding_mode="replicate")
+        got = client.compute(lazy).result()
+    assert_close(got, numbaconv.separable_conv2d(x, dw, pw, padding=1, padding_mode="replicate"), np.float32)
