@@ -131,6 +131,10 @@ def _convolve(x, weight, bias, stride, padding, dilation, groups, padding_mode, 
                     dtype=x.dtype, padding_mode=padding_mode, activation=activation, layout=layout,
                     algorithm=algorithm).spec
     check_dtypes(x.dtype, weight.dtype, None if bias is None else bias.dtype)  # as conv2d: one dtype
+    if type(x._meta).__module__.split(".")[0] == "cupy":  # CuPy blocks: the weights on the GPU too, once
+        import cupy
+
+        weight, bias = cupy.asarray(weight), None if bias is None else cupy.asarray(bias)
     channel_axis, row_axis, column_axis = (1, 2, 3) if layout == "NCHW" else (3, 1, 2)
     top, bottom, left, right = spec.padding
     # output blocks follow the input's own chunks (padding adds chunks of its own at the borders)
