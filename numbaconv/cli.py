@@ -316,6 +316,15 @@ def run_warmup(args) -> int:
     return 0
 
 
+def run_dask_demo(args) -> int:
+    from . import dask_demo
+
+    dask_demo.run(size=args.size, channels=args.channels, filters=args.filters, chunk=args.chunk,
+                  workers=args.workers, threads_per_worker=args.threads_per_worker, memory_limit=args.memory_limit,
+                  zarr_in=args.zarr_in, out=args.out, dtype=args.dtype, progress=not args.no_progress)
+    return 0
+
+
 def main(argv=None) -> int:
     from . import __version__
 
@@ -373,6 +382,20 @@ def main(argv=None) -> int:
     w.add_argument("--layout", choices=["NCHW", "NHWC", "both"], default="both")
     w.add_argument("--backward", action="store_true", help="also the gradients' kernels (NCHW)")
     w.set_defaults(run=run_warmup)
+    d = commands.add_parser("dask-demo", help="a separable filter bank over a raster larger than memory, on a local "
+                                              "Dask cluster, Zarr in and out (needs the dask extra)")
+    d.add_argument("--size", type=int, default=12000, help="raster height and width in pixels (default 12000)")
+    d.add_argument("--channels", type=int, default=8, help="bands of the random raster (default 8)")
+    d.add_argument("--filters", type=int, default=8, help="outputs of the pointwise bank (default 8)")
+    d.add_argument("--chunk", type=int, default=2048, help="chunk height and width in pixels (default 2048)")
+    d.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    d.add_argument("--threads-per-worker", type=int, default=1)
+    d.add_argument("--memory-limit", default="1GiB", help="each worker's memory_limit (default 1GiB)")
+    d.add_argument("--zarr-in", metavar="PATH", help="read this (H, W, C) Zarr array instead of a random raster")
+    d.add_argument("--out", metavar="PATH", help="keep the result in this Zarr store (default: a temporary one)")
+    d.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.set_defaults(run=run_dask_demo)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

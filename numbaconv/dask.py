@@ -6,10 +6,10 @@ equals the in-memory `numbaconv` call on the whole array.  How the work is cut:
 * **Batch chunks** map straight onto the kernels: each task convolves its images.
 * **Spatial chunks** get halos.  The input is first padded as a whole (``dask.array.pad``: ``zeros`` ->
   ``constant``, ``reflect`` -> ``reflect``, ``replicate`` -> ``edge``, ``circular`` -> ``wrap``), so the
-  outer border follows ``padding_mode`` exactly; then output chunk boundaries are placed where the padded
-  input's chunk boundaries fall, rounded up to the stride, and each output block reads the input window
-  it needs -- its rows ``[o0 * stride, (o1 - 1) * stride + (k - 1) * dilation + 1)`` -- from however many
-  input chunks hold it (chunks smaller than the halo included).
+  outer border follows ``padding_mode`` exactly; output chunks follow the input's (a boundary at each input
+  chunk boundary divided by the stride, rounded up: a stride-1 'same' convolution keeps the chunks), and
+  each output block reads the padded input's window it needs -- rows ``[o0 * stride, (o1 - 1) * stride +
+  (k - 1) * dilation + 1)`` -- from however many chunks hold it (chunks smaller than the halo included).
 * **Channel chunks** must hold whole groups (``C_in / groups`` channels each; any chunking for depthwise
   layers).  Where they do not, the channels are rechunked to the nearest boundaries that do, with a
   `UserWarning` that says which chunking was used; a chunk holding ``k`` groups gives ``k * C_out / groups``
@@ -138,9 +138,8 @@ def _convolve(x, weight, bias, stride, padding, dilation, groups, padding_mode, 
     channel_axis, row_axis, column_axis = (1, 2, 3) if layout == "NCHW" else (3, 1, 2)
     top, bottom, left, right = spec.padding
     # output blocks follow the input's own chunks (padding adds chunks of its own at the borders)
-    rows = _windows(x.chunks[row_axis], top, spec.out_height, spec.stride[0], spec.dilation[0], spec.kernel_height)
-    columns = _windows(x.chunks[column_axis], left, spec.out_width, spec.stride[1], spec.dilation[1],
-                       spec.kernel_width)
+    rows = _windows(x.chunks[row_axis], spec.out_height, spec.stride[0], spec.dilation[0], spec.kernel_height)
+    columns = _windows(x.chunks[column_axis], spec.out_width, spec.stride[1], spec.dilation[1], spec.kernel_width)
     if top or bottom or left or right:
         widths = [(0, 0)] * 4
         widths[row_axis], widths[column_axis] = (top, bottom), (left, right)
@@ -182,15 +181,16 @@ def _take(x, axis: int, start: int, stop: int):
     return x[tuple(index)]
 
 
-def _windows(chunks: tuple[int, ...], before: int, out_size: int, stride: int, dilation: int, kernel: int):
-    """Output blocks along one axis and the padded input's rows each reads (``before``: the padding ahead of
-    the input).  A block starts at the first output whose window starts inside a new input chunk, so blocks
-    follow the input's chunking whatever it is; the window of outputs ``[o0, o1)`` is the padded input's
-    ``[o0 * stride, (o1 - 1) * stride + (kernel - 1) * dilation + 1)``."""
+def _windows(chunks: tuple[int, ...], out_size: int, stride: int, dilation: int, kernel: int):
+    """Output blocks along one axis and the padded input's rows each reads.  Output blocks follow the input's
+    chunks: a block boundary at each input chunk boundary divided by the stride (rounded up), so a stride-1
+    convolution with 'same' padding keeps the chunks; the window of outputs ``[o0, o1)`` is the padded
+    input's ``[o0 * stride, (o1 - 1) * stride + (kernel - 1) * dilation + 1)`` (a halo of the padding before,
+    the rest of the filter's reach after), read from however many chunks hold it."""
     bounds, position = {0, out_size}, 0
     for size in chunks[:-1]:
         position += size
-        bounds.add(min(-(-(position + before) // stride), out_size))
+        bounds.add(min(-(-position // stride), out_size))
     bounds = sorted(bounds)
     span = (kernel - 1) * dilation + 1
     return [((o0, o1), (o0 * stride, (o1 - 1) * stride + span)) for o0, o1 in zip(bounds, bounds[1:]) if o1 > o0]

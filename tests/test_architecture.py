@@ -25,7 +25,7 @@ FLOORS = [
     {"dispatch"},
     {"tuning"},
     {"api", "grad", "separable", "convolution1d", "shuffle", "torch", "dask", "cuda.run", "cuda.grad"},
-    {"timing", "peers", "limits", "bench", "report", "plot", "warmup", "cli", "cuda.inventory", "", "__main__"},
+    {"timing", "peers", "limits", "bench", "report", "plot", "warmup", "dask_demo", "cli", "cuda.inventory", "", "__main__"},
 ]
 
 

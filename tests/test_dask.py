@@ -129,8 +129,9 @@ def test_the_weight_enters_the_graph_once(rng):
     holding = [key for key, value in graph.items() if isinstance(value, np.ndarray) and value.shape == w.shape]
     assert len(holding) == 1, holding  # one key, read by the 4 x 16 tasks
     assert lazy.numblocks == (4, 1, 4, 4)
-    # each output block starts where its window starts at an input chunk's first row (padding 1: one row later)
-    assert lazy.chunks[2] == lazy.chunks[3] == (11, 10, 10, 9)
+    # output chunks follow the input's: the same for a stride-1 'same' convolution, halved for stride 2
+    assert lazy.chunks[2] == lazy.chunks[3] == (10, 10, 10, 10)
+    assert nd.conv2d(da.from_array(x, chunks=(1, 3, 10, 10)), w, stride=2, padding=1).chunks[2] == (5, 5, 5, 5)
 
 
 def test_bad_input_is_refused_before_any_graph(rng):
@@ -189,3 +190,27 @@ def test_a_local_cluster_of_two_processes(rng):
                                    padding_mode="replicate")
         got = client.compute(lazy).result()
     assert_close(got, numbaconv.separable_conv2d(x, dw, pw, padding=1, padding_mode="replicate"), np.float32)
+
+
+def test_the_demo_filters_a_raster_larger_than_each_workers_memory_limit():
+    """numbaconv dask-demo's run: a 4096 x 4096 x 8 float32 raster (0.5 GiB in, 0.5 GiB out) through Zarr on two
+    worker processes of 600 MiB each; every worker's peak stays under its limit and the output's corner tile
+    equals the in-memory call."""
+    pytest.importorskip("zarr")
+    from numbaconv import dask_demo
+
+    lines: list[str] = []
+    result = dask_demo.run(size=4096, channels=8, filters=8, chunk=1024, workers=2, memory_limit="600MiB",
+                           progress=False, echo=lines.append)
+    assert result["in_bytes"] + result["out_bytes"] > 1.5 * result["memory_limit_bytes"]
+    assert len(result["peak_rss_bytes"]) == 2
+    assert max(result["peak_rss_bytes"]) < result["memory_limit_bytes"], (result, lines)
+    assert result["corner_error"] <= 1e-5
+    assert any("Mpixel/s" in line for line in lines) and any("peak memory per worker" in line for line in lines)
+
+
+def test_the_demo_command_checks_its_arguments(capsys):
+    from numbaconv import cli
+
+    assert cli.main(["dask-demo", "--size", "4", "--no-progress"]) == 2
+    assert "size, chunk >= 8" in capsys.readouterr().err
