@@ -18,6 +18,7 @@ this bound, so the comparison keeps its power to fail.  NaN and +-Inf must match
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -132,6 +133,12 @@ def check_grads(x, weight, grad_output, layout="NCHW", *, to_device=None, **kwar
     np.testing.assert_allclose(gb, up(grad_output).sum(axis=axes), rtol=10 * np.finfo(dtype).eps,
                                atol=np.finfo(dtype).eps * np.abs(up(grad_output)).sum(axis=axes).max(initial=0))
 
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    # Numba's CUDA simulator runs every thread of a block as a Python thread; the threads hand the GIL to each
+    # other at barriers and between statements, and CPython's default switch interval (5 ms) leaves the
+    # waiting ones idle that long: 0.1 ms ran tests/cuda 4.5x faster (a 50 ms interval, 7x slower).
+    sys.setswitchinterval(1e-4)
 
 @pytest.fixture
 def rng():

@@ -13,7 +13,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-SHARDS = 4  # the simulator's run split so that pytest-xdist spreads it over the cores (tests/conftest.py)
+SHARDS = 2  # the simulator's run split so that pytest-xdist spreads it over the cores (tests/conftest.py)
 
 
 @pytest.mark.parametrize("shard", range(SHARDS))
