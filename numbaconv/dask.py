@@ -14,6 +14,8 @@ equals the in-memory `numbaconv` call on the whole array.  How the work is cut:
   layers).  Where they do not, the channels are rechunked to the nearest boundaries that do, with a
   `UserWarning` that says which chunking was used; a chunk holding ``k`` groups gives ``k * C_out / groups``
   output channels.
+* **Separable** convolutions run as one task per output block, both stages in `numbaconv.separable_conv2d`
+  (the depthwise output never leaves the task), over one channel chunk.
 * **Weights** enter the graph once, as one-chunk arrays every task refers to (a distributed cluster sends
   them to each worker once).
 * **Threads**: each task runs numbaconv's kernels on ``threads_per_task`` Numba threads (default 1: Dask's
@@ -33,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from . import api, dispatch
+from . import api, dispatch, separable
 from .spec import Activation, IntOrPair, Layout, Padding, PaddingMode, check_dtypes
 
 PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -82,16 +84,42 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
                      stride: IntOrPair = 1, padding: Padding = 0, dilation: IntOrPair = 1, *,
                      padding_mode: PaddingMode = "zeros", depthwise_activation: Activation = None,
                      activation: Activation = None, layout: Layout = "NCHW", threads_per_task: int = 1):
-    """`numbaconv.separable_conv2d` on a Dask array: the depthwise convolution (with its halos) and the
-    pointwise one as two stages of one graph.  Arguments as `numbaconv.separable_conv2d`."""
+    """`numbaconv.separable_conv2d` on a Dask array: one task per output block runs both stages (the
+    depthwise output never leaves the task; the pointwise stage reads every channel, so the channels are
+    taken as one chunk).  Arguments as `numbaconv.separable_conv2d`."""
+    import dask.array as da
+
     _require_dask_array(x)
-    middle = depthwise_conv2d(x, depthwise_weight, depthwise_bias, stride, padding, dilation,
-                              padding_mode=padding_mode, activation=depthwise_activation, layout=layout,
-                              threads_per_task=threads_per_task)
-    # the pointwise stage reads every channel: one channel chunk (chosen here, so no warning)
-    middle = middle.rechunk({1 if layout == "NCHW" else 3: -1})
-    return pointwise_conv2d(middle, pointwise_weight, pointwise_bias, activation=activation, layout=layout,
-                            threads_per_task=threads_per_task)
+    _check_threads(threads_per_task)
+    dw, pw = _host_or_device(depthwise_weight), _host_or_device(pointwise_weight)
+    db, pb = _host_or_device(depthwise_bias), _host_or_device(pointwise_bias)
+    channel_axis = 1 if layout == "NCHW" else 3
+    # both stages' arguments through numbaconv's own parser, before any graph
+    spec = dispatch.plan(tuple(x.shape), tuple(dw.shape), db is not None, stride, padding, dilation,
+                         x.shape[channel_axis] if layout in ("NCHW", "NHWC") else 1, dtype=x.dtype,
+                         padding_mode=padding_mode, activation=depthwise_activation, layout=layout).spec
+    if dw.ndim != 4 or dw.shape[1] != 1:
+        raise ValueError(f"separable_conv2d needs a (m*C_in, 1, kH, kW) depthwise_weight, got depthwise_weight.shape "
+                         f"{tuple(dw.shape)}")
+    middle_shape = list(spec.out_shape)
+    pointwise = dispatch.plan(tuple(middle_shape), tuple(pw.shape), pb is not None, dtype=x.dtype,
+                              activation=activation, layout=layout).spec
+    if pw.ndim != 4 or tuple(pw.shape[2:]) != (1, 1):
+        raise ValueError(f"separable_conv2d needs a (C_out, m*C_in, 1, 1) pointwise_weight, got "
+                         f"pointwise_weight.shape {tuple(pw.shape)}")
+    check_dtypes(x.dtype, dw.dtype, None if db is None else db.dtype)
+    check_dtypes(x.dtype, pw.dtype, None if pb is None else pb.dtype, names=("x", "pointwise_weight"))
+    dw, pw, db, pb = _on_device_of(x, dw, pw, db, pb)
+    x, rows, columns = _padded(x, spec, layout)
+    x = x.rechunk({channel_axis: -1})
+    operands = [(da.from_array(dw, chunks=-1, asarray=False), "oikl"),
+                (da.from_array(pw, chunks=-1, asarray=False), "pqrs")]
+    operands += [] if db is None else [(da.from_array(db, chunks=-1, asarray=False), "o")]
+    operands += [] if pb is None else [(da.from_array(pb, chunks=-1, asarray=False), "p")]
+    return _tiled(x, rows, columns, _separable_block, operands, pointwise.out_channels, spec.dtype,
+                  has_biases=(db is not None, pb is not None), stride=spec.stride, dilation=spec.dilation,
+                  depthwise_activation=spec.activation, activation=pointwise.activation, layout=layout,
+                  threads=int(threads_per_task))
 
 
 # ---- the graph -----------------------------------------------------------------------------------------------
@@ -123,56 +151,84 @@ def _convolve(x, weight, bias, stride, padding, dilation, groups, padding_mode, 
 
     _require_dask_array(x)
     weight, bias = _host_or_device(weight), _host_or_device(bias)
-    if isinstance(threads_per_task, bool) or not isinstance(threads_per_task, (int, np.integer)) \
-            or threads_per_task < 1:
-        raise ValueError(f"threads_per_task must be a positive integer, got {threads_per_task!r}")
+    _check_threads(threads_per_task)
     # every argument is checked by numbaconv's own parser before a graph exists
     spec = dispatch.plan(tuple(x.shape), tuple(weight.shape), bias is not None, stride, padding, dilation, groups,
                     dtype=x.dtype, padding_mode=padding_mode, activation=activation, layout=layout,
                     algorithm=algorithm).spec
     check_dtypes(x.dtype, weight.dtype, None if bias is None else bias.dtype)  # as conv2d: one dtype
-    if type(x._meta).__module__.split(".")[0] == "cupy":  # CuPy blocks: the weights on the GPU too, once
-        import cupy
-
-        weight, bias = cupy.asarray(weight), None if bias is None else cupy.asarray(bias)
-    channel_axis, row_axis, column_axis = (1, 2, 3) if layout == "NCHW" else (3, 1, 2)
-    top, bottom, left, right = spec.padding
-    # output blocks follow the input's own chunks (padding adds chunks of its own at the borders)
-    rows = _windows(x.chunks[row_axis], spec.out_height, spec.stride[0], spec.dilation[0], spec.kernel_height)
-    columns = _windows(x.chunks[column_axis], spec.out_width, spec.stride[1], spec.dilation[1], spec.kernel_width)
-    if top or bottom or left or right:
-        widths = [(0, 0)] * 4
-        widths[row_axis], widths[column_axis] = (top, bottom), (left, right)
-        x = da.pad(x, widths, mode=PAD_MODES[spec.padding_mode])
+    weight, bias = _on_device_of(x, weight, bias)
+    channel_axis = 1 if layout == "NCHW" else 3
+    x, rows, columns = _padded(x, spec, layout)
     x = _whole_groups(x, channel_axis, spec.in_channels // spec.groups)
     cog = spec.out_channels // spec.groups
     options = dict(stride=spec.stride, dilation=spec.dilation, activation=spec.activation, layout=layout,
                    algorithm=algorithm, threads=int(threads_per_task))
-    meta = x._meta
     by_channels, start = [], 0
     for size in x.chunks[channel_axis]:
         first, count = start // (spec.in_channels // spec.groups), size // (spec.in_channels // spec.groups)
-        w = da.from_array(weight[first * cog:(first + count) * cog], chunks=-1, asarray=False)
-        b = None if bias is None else da.from_array(bias[first * cog:(first + count) * cog], chunks=-1,
-                                                      asarray=False)
-        part = _take(x, channel_axis, start, start + size)
-        by_rows = []
-        for (out0, out1), (in0, in1) in rows:
-            by_columns = []
-            for (col0, col1), (inc0, inc1) in columns:
-                window = _take(_take(part, row_axis, in0, in1), column_axis, inc0, inc1)
-                window = window.rechunk({row_axis: -1, column_axis: -1})
-                index = "nchw" if layout == "NCHW" else "nhwc"
-                arguments = [window, index, w, "oikl"] + ([] if b is None else [b, "o"])
-                # the weight (and bias): one block each, under indices of their own, so every task gets it whole
-                by_columns.append(da.blockwise(
-                    _block, index, *arguments, concatenate=True, dtype=spec.dtype, meta=meta,
-                    adjust_chunks={"c": (count * cog,), "h": (out1 - out0,), "w": (col1 - col0,)},
-                    groups=count, has_bias=b is not None, **options))
-            by_rows.append(da.concatenate(by_columns, axis=column_axis))
-        by_channels.append(da.concatenate(by_rows, axis=row_axis))
+        # the weight (and bias): one block each, under indices of their own, so every task gets it whole
+        operands = [(da.from_array(weight[first * cog:(first + count) * cog], chunks=-1, asarray=False), "oikl")]
+        if bias is not None:
+            operands.append((da.from_array(bias[first * cog:(first + count) * cog], chunks=-1, asarray=False), "o"))
+        by_channels.append(_tiled(_take(x, channel_axis, start, start + size), rows, columns, _block, operands, count * cog, spec.dtype, groups=count, has_bias=bias is not None,
+                                  **options))
         start += size
     return da.concatenate(by_channels, axis=channel_axis)
+
+
+def _check_threads(threads_per_task) -> None:
+    if isinstance(threads_per_task, bool) or not isinstance(threads_per_task, (int, np.integer)) \
+            or threads_per_task < 1:
+        raise ValueError(f"threads_per_task must be a positive integer, got {threads_per_task!r}")
+
+
+def _on_device_of(x, *values):
+    """``values`` where ``x``'s blocks live: moved to the GPU once for CuPy-backed ``x``, else as they are."""
+    if type(x._meta).__module__.split(".")[0] != "cupy":
+        return values
+    import cupy
+
+    return tuple(None if value is None else cupy.asarray(value) for value in values)
+
+
+def _padded(x, spec, layout: str):
+    """``(x padded as a whole by padding_mode, row windows, column windows)``: output blocks follow the input's
+    own chunks (`_windows`; the padding adds chunks of its own at the borders)."""
+    import dask.array as da
+
+    row_axis, column_axis = (2, 3) if layout == "NCHW" else (1, 2)
+    rows = _windows(x.chunks[row_axis], spec.out_height, spec.stride[0], spec.dilation[0], spec.kernel_height)
+    columns = _windows(x.chunks[column_axis], spec.out_width, spec.stride[1], spec.dilation[1], spec.kernel_width)
+    top, bottom, left, right = spec.padding
+    if top or bottom or left or right:
+        widths = [(0, 0)] * 4
+        widths[row_axis], widths[column_axis] = (top, bottom), (left, right)
+        x = da.pad(x, widths, mode=PAD_MODES[spec.padding_mode])
+    return x, rows, columns
+
+
+def _tiled(x, rows, columns, block, operands, out_channels: int, dtype, **options):
+    """The output blocks of one channel chunk: ``block(window, *operands, **options)`` on each window of the
+    padded ``x`` (`_windows`; ``options['layout']`` places the axes), the windows gathered from the chunks that
+    hold them."""
+    import dask.array as da
+
+    layout = options["layout"]
+    channel_axis, row_axis, column_axis = (1, 2, 3) if layout == "NCHW" else (3, 1, 2)
+    index = "nchw" if layout == "NCHW" else "nhwc"
+    arguments = [item for operand in operands for item in operand]
+    by_rows = []
+    for (out0, out1), (in0, in1) in rows:
+        by_columns = []
+        for (col0, col1), (inc0, inc1) in columns:
+            window = _take(_take(x, row_axis, in0, in1), column_axis, inc0, inc1)
+            window = window.rechunk({row_axis: -1, column_axis: -1})
+            by_columns.append(da.blockwise(
+                block, index, window, index, *arguments, concatenate=True, dtype=dtype, meta=x._meta,
+                adjust_chunks={"c": (out_channels,), "h": (out1 - out0,), "w": (col1 - col0,)}, **options))
+        by_rows.append(da.concatenate(by_columns, axis=column_axis))
+    return da.concatenate(by_rows, axis=row_axis)
 
 
 def _take(x, axis: int, start: int, stop: int):
@@ -247,3 +303,19 @@ def _block(window, weight, bias=None, *, groups, has_bias, stride, dilation, act
     with _numba_threads(threads):
         return api.conv2d(window, weight, bias, stride, 0, dilation, groups, activation=activation, layout=layout,
                           algorithm=algorithm)
+
+
+def _separable_block(window, depthwise_weight, pointwise_weight, *biases, has_biases, stride, dilation,
+                     depthwise_activation, activation, layout, threads):
+    """One task of `separable_conv2d`: both stages on the padded window (numbaconv's fused CPU path)."""
+    given = iter(biases)
+    depthwise_bias, pointwise_bias = (next(given) if has else None for has in has_biases)
+    options = dict(depthwise_activation=depthwise_activation, activation=activation, layout=layout)
+    if hasattr(window, "__cuda_array_interface__"):
+        import cupy
+
+        return cupy.asarray(separable.separable_conv2d(window, depthwise_weight, pointwise_weight, depthwise_bias,
+                                                       pointwise_bias, stride, 0, dilation, **options))
+    with _numba_threads(threads):
+        return separable.separable_conv2d(window, depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias,
+                                          stride, 0, dilation, **options)
