@@ -88,7 +88,9 @@ class Row:
     min_s: float | None = None  # numbaconv's fastest sample
     samples: int | None = None  # numbaconv's samples (first pass) and calls per sample
     loops: int | None = None
-    noisy: bool = False  # numbaconv's or the best peer's spread above timing.NOISY_DISPERSION: the machine was busy
+    other_load: float | None = None  # share of the cores other work took while numbaconv was timed (worst pass)
+    noisy: bool = False  # numbaconv's or the best peer's spread above timing.NOISY_DISPERSION, or other work above
+    # timing.OTHER_LOAD_LIMIT of the cores while numbaconv was timed: the machine was busy
 
 
 def problem(layer: workloads.Layer, batch: int, dtype):
@@ -346,7 +348,7 @@ def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat:
                                     **kwargs)
     measured = timing.measure(calls["numbaconv"], repeat, gap_rounds)
     seconds, p99 = measured.median_s, measured.p99_s
-    spread, fastest = measured.dispersion, measured.min_s
+    spread, fastest, others = measured.dispersion, measured.min_s, measured.other_load
     peer_results = None
     if expected is not None and peer_processes:
         # two passes, A B A B: numbaconv, every peer, numbaconv again, every peer again; each contender's time is
@@ -357,6 +359,7 @@ def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat:
         peer_results = merge_passes(pass_one, pass_two)
         seconds, p99 = (seconds + again.median_s) / 2, (p99 + again.p99_s) / 2
         spread, fastest = max(spread, again.dispersion), min(fastest, again.min_s)
+        others = max(others, again.other_load) if not math.isnan(again.other_load) else others
     reference_seconds = median_seconds(calls["reference"], reference_repeat)
 
     if backward:
@@ -370,7 +373,8 @@ def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat:
               roofline_s=math.nan, roofline_fraction=math.nan, speedup_vs_reference=reference_seconds / seconds,
               direction="backward" if backward else "forward", layout=layout, p99_s=p99,
               gap_s=measured.gap_median_s, gap_p99_s=measured.gap_p99_s, dispersion=spread, min_s=fastest,
-              samples=measured.samples, loops=measured.loops, noisy=spread > timing.NOISY_DISPERSION)
+              samples=measured.samples, loops=measured.loops, other_load=None if math.isnan(others) else others,
+              noisy=spread > timing.NOISY_DISPERSION or others > timing.OTHER_LOAD_LIMIT)
     if limits:
         add_roofline([row], limits)
 

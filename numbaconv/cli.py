@@ -157,7 +157,8 @@ def run_bench(args) -> int:
                 "layout": args.layout, "direction": "backward" if args.backward else "forward",
                 "repeat": repeat, "quick": args.quick, "gap_rounds": gap_rounds, "gap_s": timing.GAP_S,
                 "sampling": {"min_sample_s": timing.MIN_SAMPLE_S, "target_dispersion": timing.TARGET_DISPERSION,
-                             "budget_s": timing.BUDGET_S, "noisy_dispersion": timing.NOISY_DISPERSION},
+                             "budget_s": timing.BUDGET_S, "noisy_dispersion": timing.NOISY_DISPERSION,
+                             "other_load_limit": timing.OTHER_LOAD_LIMIT},
                 "peers": ["reference", "blas"] + (["torch"] if torch is not None else []),
                 "peer_versions": {}, "peer_notes": {}}
     processes = {}

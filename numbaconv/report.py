@@ -3,6 +3,8 @@ the terminal, and Markdown for README and the docs (``numbaconv report FILE --ma
 
 from __future__ import annotations
 
+import statistics
+
 import math
 
 COLUMNS = ["layer", "family", "shape", "kernel", "first call ms", "ms", "after gap ms", "GFLOP/s", "GB/s", "roofline",
@@ -11,7 +13,7 @@ TEXT_COLUMNS = ("layer", "family", "shape", "kernel", "best peer")
 
 NOTES = ("ms: median of the samples after a warm-up call (a sample: enough calls in a row to last 1 ms; samples until "
          "their interquartile range is within 5% of the median or the time budget is spent; a row whose spread stays "
-         "over 10% is noisy, its time marked ~).  first call: that kernel's first call in the process "
+         "over 10%, or during whose timing other work took over 10% of the cores, is noisy, its time marked ~).  first call: that kernel's first call in the process "
          "(JIT compile or load from Numba's cache; the run's first also pays Numba's start-up), blank when loaded before.  roofline: the least time this "
          "machine's measured roofs allow / our time (1 = at the roof; above 1 when the data stays in cache).  "
          "vs X: X's time / numbaconv's time (above 1: numbaconv faster).  vs BLAS: the same GEMM through NumPy's "
@@ -47,7 +49,8 @@ def cells(row: dict) -> list[str]:
 # The default view: what a reader needs, within 100 columns (`compact_cells`); ``--wide`` shows `COLUMNS`.
 COMPACT_COLUMNS = ["layer", "family", "shape", "ms", "rate", "roof", "vs ref", "vs peer"]
 COMPACT_TEXT_COLUMNS = ("layer", "family", "shape")
-COMPACT_NOTES = ("ms: median of the samples after a warm-up call (~: noisy, the samples spread over 10%).  rate: "
+COMPACT_NOTES = ("ms: median of the samples after a warm-up call (~: noisy: the samples spread over 10%, or other "
+                 "work took over 10% of the cores).  rate: "
                  "GB/s for depthwise layers (memory-bound), GFLOP/s for the others.  roof: the least time this machine's measured roofs allow / our time.  vs ref, vs peer: "
                  "the NumPy reference's and the fastest peer's (torch, ONNX Runtime, OpenVINO, any layout; on a GPU and "
                  "for the backward pass, torch) time / "
@@ -127,15 +130,22 @@ def limits_line(report: dict) -> str:
 
 def noise_lines(report: dict) -> list[str]:
     """Warnings when the machine was busy: rows whose samples (numbaconv's or the best peer's) spread over
-    timing.NOISY_DISPERSION of their median, and a GEMM rate (NumPy's BLAS) that moved during the run."""
+    timing.NOISY_DISPERSION of their median or during whose timing other work took over
+    timing.OTHER_LOAD_LIMIT of the cores, and a GEMM rate (NumPy's BLAS) that moved during the run."""
     lines = []
     rows = report["rows"]
+    sampling = report["settings"].get("sampling") or {}
+    spread_limit, load_limit = sampling.get("noisy_dispersion", 0.1), sampling.get("other_load_limit", 0.1)
     noisy = [row for row in rows if row.get("noisy")]
     if noisy:
-        limit = (report["settings"].get("sampling") or {}).get("noisy_dispersion", 0.1)
-        lines.append(f"noisy: {len(noisy)} of {len(rows)} rows (time marked ~) had samples spread over {limit:.0%} of "
-                     "their median, numbaconv's or the best peer's: the machine was busy; their ratios may be off, "
-                     "re-run them on an idle machine")
+        lines.append(f"noisy: {len(noisy)} of {len(rows)} rows (time marked ~) had samples spread over "
+                     f"{spread_limit:.0%} of their median (numbaconv's or the best peer's) or other work taking over "
+                     f"{load_limit:.0%} of the cores while they were timed: their ratios may be off, re-run them on "
+                     "an idle machine")
+    loads = [row["other_load"] for row in rows if row.get("other_load") is not None]
+    if loads and statistics.mean(loads) > load_limit:
+        lines.append(f"noisy run: other work took {statistics.mean(loads):.0%} of the cores on average (up to "
+                     f"{max(loads):.0%}) while numbaconv was timed")
     check = report["settings"].get("machine_check") or {}
     before, after = check.get("gemm_before_flops_per_s"), check.get("gemm_after_flops_per_s")
     if before and after and abs(after / before - 1) > check.get("tolerance", 0.25):

@@ -7,7 +7,11 @@ so that the clock's and the scheduler's granularity do not dominate), and sample
 there are ``repeat`` of them and their spread (interquartile range / median) is below
 TARGET_DISPERSION, or the measurement's BUDGET_S is spent.  The median, the p99, the minimum and the
 interquartile range are kept; a timing whose spread is above NOISY_DISPERSION is **noisy** (the
-machine was busy, or the call's time is bimodal) and the bench flags its row.
+machine was busy, or the call's time is bimodal) and the bench flags its row.  A steady load (a busy
+loop on one core) slows every sample alike and leaves the spread small: so `measure` also reads, where
+Linux's /proc/stat exists, how much CPU time everything else on the machine took while the samples
+ran (`OtherLoad`: the machine's busy time, the hypervisor's steal included, less this process's own);
+above OTHER_LOAD_LIMIT of the cores, the timing is noisy too.
 
 After a gap: ``rounds`` times, sleep ``gap_s`` (as a pipeline does between layers: data loading,
 other layers, Python), make one call, and time the next one.  A kernel library whose thread pools
@@ -19,6 +23,7 @@ function for numbaconv and for every peer.
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -31,6 +36,7 @@ TARGET_DISPERSION = 0.05  # samples are taken until the interquartile range is w
 BUDGET_S = 0.6  # ... or this much time was spent on them (beyond the first ``repeat``)
 MAX_SAMPLES = 200
 NOISY_DISPERSION = 0.10  # a timing spread wider than this is flagged noisy
+OTHER_LOAD_LIMIT = 0.10  # ... and so is one during which other work took more than this share of the cores
 
 
 @dataclass
@@ -43,6 +49,7 @@ class Timing:
     min_s: float = math.nan
     samples: int = 0
     loops: int = 1  # calls per sample
+    other_load: float = math.nan  # share of the cores other work took while the samples ran (NaN: unknown)
 
     @property
     def dispersion(self) -> float:
@@ -51,7 +58,45 @@ class Timing:
 
     @property
     def noisy(self) -> bool:
-        return self.dispersion > NOISY_DISPERSION
+        return self.dispersion > NOISY_DISPERSION or self.other_load > OTHER_LOAD_LIMIT
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (/proc/stat: user, nice, system, irq, softirq
+    and the hypervisor's steal, all cores), or None where there is no /proc/stat."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(value) for value in fields[1:9]] + [0] * 8
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_seconds() -> float:
+    """CPU seconds this process (and children it has waited for) has used."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+class OtherLoad:
+    """``with OtherLoad() as load: ...`` then ``load.share``: the share of all cores that other work (other
+    processes, a busy loop, a hypervisor's steal) took during the block; NaN where it cannot be read."""
+
+    def __enter__(self):
+        self.start = time.perf_counter(), machine_busy_seconds(), own_seconds()
+        self.share = math.nan
+        return self
+
+    def __exit__(self, *exc):
+        wall, busy, own = time.perf_counter(), machine_busy_seconds(), own_seconds()
+        if busy is not None and self.start[1] is not None and wall > self.start[0]:
+            others = (busy - self.start[1]) - (own - self.start[2])
+            self.share = max(0.0, others / ((wall - self.start[0]) * (os.cpu_count() or 1)))
+        return False
 
 
 def percentile(samples, q: float) -> float:
@@ -125,9 +170,10 @@ def summary(samples) -> tuple[float, float]:
 def measure(fn, repeat: int, gap_rounds: int = 0, gap_s: float = GAP_S, settle_s: float = SETTLE_S) -> Timing:
     """Back-to-back median, p99, minimum and interquartile range of ``fn()`` (at least ``repeat`` samples), and
     with ``gap_rounds`` the median and p99 after idle gaps."""
-    samples, loops = sample(fn, repeat, settle_s)
+    with OtherLoad() as load:
+        samples, loops = sample(fn, repeat, settle_s)
     timing = Timing(*summary(samples), iqr_s=interquartile_range(samples), min_s=min(samples), samples=len(samples),
-                    loops=loops)
+                    loops=loops, other_load=load.share)
     if gap_rounds:
         timing.gap_median_s, timing.gap_p99_s = summary(after_gap(fn, gap_rounds, gap_s))
     return timing
