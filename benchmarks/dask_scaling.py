@@ -8,6 +8,8 @@ pointwise bank with relu, NHWC) on a random ``size x size x channels`` float32 r
 * in memory: `numbaconv.separable_conv2d` on the whole NumPy array, Numba on 1 and on 2 threads;
 * Dask's threaded scheduler with one thread (``threads_per_task=1``): the overhead of the graph itself
   (the windows' halos gathered and concatenated, one task per chunk) against in memory on 1 thread;
+* the threaded scheduler with two threads, each task's kernels on 1 thread (the default) and on 2
+  (oversubscribed: 4 threads on the cores);
 * `distributed.LocalCluster` with 1 and with 2 worker processes of one thread, the raster generated and
   persisted on the workers first (no transfer timed).
 
@@ -79,6 +81,13 @@ def main() -> None:
     total = lazy.sum()
     results["threaded_1_thread_s"] = median_seconds(lambda: total.compute(scheduler="threads", num_workers=1),
                                                     args.repeat)
+    # threads per task inside a 2-thread pool: 1 (the default: Dask's threads are the parallelism) against 2
+    # (each task's kernels on both cores while the other task does the same: 4 threads on the cores)
+    for per_task in (1, 2):
+        oversubscribed = nd.separable_conv2d(da.from_array(x, chunks=chunks), dw, pw, db, pb,
+                                             threads_per_task=per_task, **options).sum()
+        results[f"threaded_2_threads_{per_task}_per_task_s"] = median_seconds(
+            lambda: oversubscribed.compute(scheduler="threads", num_workers=2), args.repeat)
     for workers in (1, 2):
         with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                       dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
@@ -101,9 +110,10 @@ def main() -> None:
     gib = (x.nbytes + expected.nbytes) / 2**30
     print(f"{args.size} x {args.size} x {args.channels} float32 -> {args.filters} filters, chunks of {args.chunk}^2 "
           f"({chunk_mib:.0f} MiB), {gib:.2f} GiB in + out, median of {args.repeat}")
-    for key in ("in_memory_1_thread_s", "in_memory_2_thread_s", "threaded_1_thread_s", "cluster_1_workers_s",
+    for key in ("in_memory_1_thread_s", "in_memory_2_thread_s", "threaded_1_thread_s",
+                "threaded_2_threads_1_per_task_s", "threaded_2_threads_2_per_task_s", "cluster_1_workers_s",
                 "cluster_2_workers_s"):
-        print(f"  {key:28s} {results[key] * 1e3:9.1f} ms   {gib / results[key]:6.2f} GiB/s")
+        print(f"  {key:34s} {results[key] * 1e3:9.1f} ms   {gib / results[key]:6.2f} GiB/s")
     print(f"  Dask / in memory (1 thread): threaded scheduler {results['overhead_ratio_threaded']:.2f}x, "
           f"1 worker process {results['overhead_ratio_1_worker']:.2f}x; 1 -> 2 workers "
           f"{results['scaling_1_to_2_workers']:.2f}x (in memory 1 -> 2 threads "
