@@ -391,7 +391,7 @@ def main(argv=None) -> int:
     d.add_argument("--chunk", type=int, default=2048, help="chunk height and width in pixels (default 2048)")
     d.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     d.add_argument("--threads-per-worker", type=int, default=1)
-    d.add_argument("--memory-limit", default="1GiB", help="each worker's memory_limit (default 1GiB)")
+    d.add_argument("--memory-limit", default="1536MiB", help="each worker's memory_limit (default 1536MiB)")
     d.add_argument("--zarr-in", metavar="PATH", help="read this (H, W, C) Zarr array instead of a random raster")
     d.add_argument("--out", metavar="PATH", help="keep the result in this Zarr store (default: a temporary one)")
     d.add_argument("--dtype", choices=["float32", "float64"], default="float32")

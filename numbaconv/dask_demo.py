@@ -42,7 +42,7 @@ def filter_bank(channels: int, filters: int, dtype, seed: int = 0):
 
 
 def run(size: int = 12000, channels: int = 8, filters: int = 8, chunk: int = 2048, workers: int = 2,
-        threads_per_worker: int = 1, memory_limit: str = "1GiB", zarr_in: str | None = None,
+        threads_per_worker: int = 1, memory_limit: str = "1536MiB", zarr_in: str | None = None,
         out: str | None = None, dtype: str = "float32", progress: bool = True, echo=print) -> dict:
     """Run the demo; returns what it printed as numbers (seconds, bytes, peaks per worker, the check's error)."""
     try:
