@@ -37,6 +37,7 @@ BUDGET_S = 0.6  # ... or this much time was spent on them (beyond the first ``re
 MAX_SAMPLES = 200
 NOISY_DISPERSION = 0.10  # a timing spread wider than this is flagged noisy
 OTHER_LOAD_LIMIT = 0.10  # ... and so is one during which other work took more than this share of the cores
+MIN_LOAD_WINDOW_S = 0.2  # (read over at least this long: /proc/stat counts 10 ms ticks)
 
 
 @dataclass
@@ -83,8 +84,9 @@ def own_seconds() -> float:
 
 
 class OtherLoad:
-    """``with OtherLoad() as load: ...`` then ``load.share``: the share of all cores that other work (other
-    processes, a busy loop, a hypervisor's steal) took during the block; NaN where it cannot be read."""
+    """``with OtherLoad() as load: ...`` then ``load.share``: the share of all cores (0 to 1) that other work
+    (other processes, a busy loop, a hypervisor's steal) took during the block; NaN where it cannot be read
+    or the block was shorter than MIN_LOAD_WINDOW_S."""
 
     def __enter__(self):
         self.start = time.perf_counter(), machine_busy_seconds(), own_seconds()
@@ -93,9 +95,10 @@ class OtherLoad:
 
     def __exit__(self, *exc):
         wall, busy, own = time.perf_counter(), machine_busy_seconds(), own_seconds()
-        if busy is not None and self.start[1] is not None and wall > self.start[0]:
+        # /proc/stat counts in clock ticks (10 ms): over a shorter block than MIN_LOAD_WINDOW_S the share is noise
+        if busy is not None and self.start[1] is not None and wall - self.start[0] >= MIN_LOAD_WINDOW_S:
             others = (busy - self.start[1]) - (own - self.start[2])
-            self.share = max(0.0, others / ((wall - self.start[0]) * (os.cpu_count() or 1)))
+            self.share = min(1.0, max(0.0, others / ((wall - self.start[0]) * (os.cpu_count() or 1))))
         return False
 
 
