@@ -359,7 +359,7 @@ def bench_layer(layer: workloads.Layer, batch: int = 1, dtype="float32", repeat:
         peer_results = merge_passes(pass_one, pass_two)
         seconds, p99 = (seconds + again.median_s) / 2, (p99 + again.p99_s) / 2
         spread, fastest = max(spread, again.dispersion), min(fastest, again.min_s)
-        others = max(others, again.other_load) if not math.isnan(again.other_load) else others
+        others = max((load for load in (others, again.other_load) if not math.isnan(load)), default=math.nan)
     reference_seconds = median_seconds(calls["reference"], reference_repeat)
 
     if backward:

@@ -35,10 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from . import api, dispatch, separable
+from . import api, arrays, dispatch, separable
 from .spec import Activation, IntOrPair, Layout, Padding, PaddingMode, check_dtypes
-
-PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 def conv2d(x, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0, dilation: IntOrPair = 1,
@@ -98,15 +96,12 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
     spec = dispatch.plan(tuple(x.shape), tuple(dw.shape), db is not None, stride, padding, dilation,
                          x.shape[channel_axis] if layout in ("NCHW", "NHWC") else 1, dtype=x.dtype,
                          padding_mode=padding_mode, activation=depthwise_activation, layout=layout).spec
-    if dw.ndim != 4 or dw.shape[1] != 1:
-        raise ValueError(f"separable_conv2d needs a (m*C_in, 1, kH, kW) depthwise_weight, got depthwise_weight.shape "
-                         f"{tuple(dw.shape)}")
-    middle_shape = list(spec.out_shape)
-    pointwise = dispatch.plan(tuple(middle_shape), tuple(pw.shape), pb is not None, dtype=x.dtype,
-                              activation=activation, layout=layout).spec
+    # (plan refused any depthwise weight but a 4-D (m*C_in, 1, kH, kW) one: groups = C_in)
     if pw.ndim != 4 or tuple(pw.shape[2:]) != (1, 1):
         raise ValueError(f"separable_conv2d needs a (C_out, m*C_in, 1, 1) pointwise_weight, got "
                          f"pointwise_weight.shape {tuple(pw.shape)}")
+    pointwise = dispatch.plan(spec.out_shape, tuple(pw.shape), pb is not None, dtype=x.dtype, activation=activation,
+                              layout=layout).spec
     check_dtypes(x.dtype, dw.dtype, None if db is None else db.dtype)
     check_dtypes(x.dtype, pw.dtype, None if pb is None else pb.dtype, names=("x", "pointwise_weight"))
     dw, pw, db, pb = _on_device_of(x, dw, pw, db, pb)
@@ -154,25 +149,26 @@ def _convolve(x, weight, bias, stride, padding, dilation, groups, padding_mode, 
     _check_threads(threads_per_task)
     # every argument is checked by numbaconv's own parser before a graph exists
     spec = dispatch.plan(tuple(x.shape), tuple(weight.shape), bias is not None, stride, padding, dilation, groups,
-                    dtype=x.dtype, padding_mode=padding_mode, activation=activation, layout=layout,
-                    algorithm=algorithm).spec
+                         dtype=x.dtype, padding_mode=padding_mode, activation=activation, layout=layout,
+                         algorithm=algorithm).spec
     check_dtypes(x.dtype, weight.dtype, None if bias is None else bias.dtype)  # as conv2d: one dtype
     weight, bias = _on_device_of(x, weight, bias)
     channel_axis = 1 if layout == "NCHW" else 3
     x, rows, columns = _padded(x, spec, layout)
-    x = _whole_groups(x, channel_axis, spec.in_channels // spec.groups)
-    cog = spec.out_channels // spec.groups
+    per_group, cog = spec.in_channels // spec.groups, spec.out_channels // spec.groups
+    x = _whole_groups(x, channel_axis, per_group)
     options = dict(stride=spec.stride, dilation=spec.dilation, activation=spec.activation, layout=layout,
                    algorithm=algorithm, threads=int(threads_per_task))
     by_channels, start = [], 0
     for size in x.chunks[channel_axis]:
-        first, count = start // (spec.in_channels // spec.groups), size // (spec.in_channels // spec.groups)
+        first, count = start // per_group, size // per_group
+        outputs = slice(first * cog, (first + count) * cog)
         # the weight (and bias): one block each, under indices of their own, so every task gets it whole
-        operands = [(da.from_array(weight[first * cog:(first + count) * cog], chunks=-1, asarray=False), "oikl")]
+        operands = [(da.from_array(weight[outputs], chunks=-1, asarray=False), "oikl")]
         if bias is not None:
-            operands.append((da.from_array(bias[first * cog:(first + count) * cog], chunks=-1, asarray=False), "o"))
-        by_channels.append(_tiled(_take(x, channel_axis, start, start + size), rows, columns, _block, operands, count * cog, spec.dtype, groups=count, has_bias=bias is not None,
-                                  **options))
+            operands.append((da.from_array(bias[outputs], chunks=-1, asarray=False), "o"))
+        by_channels.append(_tiled(_take(x, channel_axis, start, start + size), rows, columns, _block, operands,
+                                  count * cog, spec.dtype, groups=count, has_bias=bias is not None, **options))
         start += size
     return da.concatenate(by_channels, axis=channel_axis)
 
@@ -204,7 +200,7 @@ def _padded(x, spec, layout: str):
     if top or bottom or left or right:
         widths = [(0, 0)] * 4
         widths[row_axis], widths[column_axis] = (top, bottom), (left, right)
-        x = da.pad(x, widths, mode=PAD_MODES[spec.padding_mode])
+        x = da.pad(x, widths, mode=arrays.NUMPY_PAD_MODES[spec.padding_mode])
     return x, rows, columns
 
 
@@ -290,19 +286,22 @@ def _numba_threads(count: int):
         numba.set_num_threads(before)
 
 
+def _on_block(window, threads: int, function, *args, **kwargs):
+    """``function(window, *args, **kwargs)`` as a task runs it: on CuPy blocks the CUDA kernels and a CuPy
+    result, else on ``threads`` Numba threads of this task's own thread."""
+    if hasattr(window, "__cuda_array_interface__"):
+        import cupy
+
+        return cupy.asarray(function(window, *args, **kwargs))
+    with _numba_threads(threads):
+        return function(window, *args, **kwargs)
+
+
 def _block(window, weight, bias=None, *, groups, has_bias, stride, dilation, activation, layout, algorithm,
            threads):
     """One task: the padded window's convolution (padding 0: the border is already in the window)."""
-    if not has_bias:
-        bias = None
-    if hasattr(window, "__cuda_array_interface__"):  # CuPy blocks: the CUDA kernels, a CuPy result
-        import cupy
-
-        return cupy.asarray(api.conv2d(window, weight, bias, stride, 0, dilation, groups, activation=activation,
-                                       layout=layout, algorithm=algorithm))
-    with _numba_threads(threads):
-        return api.conv2d(window, weight, bias, stride, 0, dilation, groups, activation=activation, layout=layout,
-                          algorithm=algorithm)
+    return _on_block(window, threads, api.conv2d, weight, bias if has_bias else None, stride, 0, dilation, groups,
+                     activation=activation, layout=layout, algorithm=algorithm)
 
 
 def _separable_block(window, depthwise_weight, pointwise_weight, *biases, has_biases, stride, dilation,
@@ -310,12 +309,6 @@ def _separable_block(window, depthwise_weight, pointwise_weight, *biases, has_bi
     """One task of `separable_conv2d`: both stages on the padded window (numbaconv's fused CPU path)."""
     given = iter(biases)
     depthwise_bias, pointwise_bias = (next(given) if has else None for has in has_biases)
-    options = dict(depthwise_activation=depthwise_activation, activation=activation, layout=layout)
-    if hasattr(window, "__cuda_array_interface__"):
-        import cupy
-
-        return cupy.asarray(separable.separable_conv2d(window, depthwise_weight, pointwise_weight, depthwise_bias,
-                                                       pointwise_bias, stride, 0, dilation, **options))
-    with _numba_threads(threads):
-        return separable.separable_conv2d(window, depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias,
-                                          stride, 0, dilation, **options)
+    return _on_block(window, threads, separable.separable_conv2d, depthwise_weight, pointwise_weight,
+                     depthwise_bias, pointwise_bias, stride, 0, dilation, depthwise_activation=depthwise_activation,
+                     activation=activation, layout=layout)

@@ -58,11 +58,6 @@ def run(size: int = 12000, channels: int = 8, filters: int = 8, chunk: int = 204
                          f"threads={threads_per_worker}")
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="numbaconv-dask-demo-"))
     result: dict = {}
-    # the filter bank's kernels compiled once here, into Numba's cache on disk: the local workers load them
-    # instead of each compiling them (a cold start cost each worker ~10 s of CPU on the 2-core VM)
-    warm = filter_bank(channels, filters, dtype)
-    separable.separable_conv2d(np.zeros((1, 16, 16, channels), dtype), warm[0], warm[2], warm[1], warm[3],
-                               depthwise_activation="relu6", activation="relu", layout="NHWC")  # as each task calls
     try:
         with distributed.LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
                                       memory_limit=memory_limit, dashboard_address=None,
@@ -86,6 +81,11 @@ def run(size: int = 12000, channels: int = 8, filters: int = 8, chunk: int = 204
                                  f"shape {x.shape}")
             channels = x.shape[-1]
             weights = filter_bank(channels, filters, x.dtype)
+            # the filter bank's kernels compiled once here, into Numba's cache on disk, before any task runs: the
+            # local workers load them instead of each compiling them (a cold start cost each worker ~10 s of CPU on
+            # the 2-core VM); the call each task makes, on a window already padded
+            separable.separable_conv2d(np.zeros((1, 16, 16, channels), x.dtype), weights[0], weights[2], weights[1],
+                                       weights[3], depthwise_activation="relu6", activation="relu", layout="NHWC")
             options = dict(padding=1, padding_mode="reflect", depthwise_activation="relu6", activation="relu",
                            layout="NHWC")
             y = numbaconv_dask.separable_conv2d(x, weights[0], weights[2], weights[1], weights[3], **options)[0]
