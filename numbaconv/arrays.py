@@ -161,12 +161,13 @@ def unpad_adjoint(grad_padded: np.ndarray, spec: ConvSpec) -> np.ndarray:
 
 # ---- degenerate geometry: gather the positions the taps read (spec.ConvSpec.kernel_view) ---------------
 def source_positions(size: int, before: int, kernel: int, stride: int, dilation: int, out: int,
-                     padding_mode: str) -> np.ndarray:
-    """For output o and tap t of one axis (index o*kernel + t), the input position it reads:
-    o*stride + t*dilation - before, mapped into [0, size) by the padding mode, or -1 for a zero of
-    zero padding.  Computed with Python integers where int64 could overflow (huge paddings)."""
+                     padding_mode: str, first: int = 0) -> np.ndarray:
+    """For output o in [first, out) and tap t of one axis (index (o - first)*kernel + t), the input
+    position it reads: o*stride + t*dilation - before, mapped into [0, size) by the padding mode, or -1
+    for a zero of zero padding.  Computed with Python integers where int64 could overflow (huge
+    paddings)."""
     exact = max(stride, dilation, before, size) * (out + kernel) >= 2**62
-    index = np.arange(out, dtype=object if exact else np.int64)[:, None] * stride \
+    index = np.arange(first, out, dtype=object if exact else np.int64)[:, None] * stride \
         + np.arange(kernel, dtype=object if exact else np.int64)[None, :] * dilation - before
     return padded_reads(index.reshape(-1), size, padding_mode)
 

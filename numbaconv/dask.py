@@ -4,12 +4,15 @@ Each function takes a `dask.array.Array` (NCHW or NHWC, batched) and returns a l
 equals the in-memory `numbaconv` call on the whole array.  How the work is cut:
 
 * **Batch chunks** map straight onto the kernels: each task convolves its images.
-* **Spatial chunks** get halos.  The input is first padded as a whole (``dask.array.pad``: ``zeros`` ->
-  ``constant``, ``reflect`` -> ``reflect``, ``replicate`` -> ``edge``, ``circular`` -> ``wrap``), so the
-  outer border follows ``padding_mode`` exactly; output chunks follow the input's (a boundary at each input
-  chunk boundary divided by the stride, rounded up: a stride-1 'same' convolution keeps the chunks), and
-  each output block reads the padded input's window it needs -- rows ``[o0 * stride, (o1 - 1) * stride +
-  (k - 1) * dilation + 1)`` -- from however many chunks hold it (chunks smaller than the halo included).
+* **Spatial chunks** get halos.  Output chunks follow the input's (a boundary at each input chunk boundary
+  divided by the stride, rounded up: a stride-1 'same' convolution keeps the chunks).  Each output block is
+  one task that copies the window it reads -- rows ``[o0 * stride, (o1 - 1) * stride + (k - 1) * dilation +
+  1)`` of the padded input -- from the chunks that hold it (chunks smaller than the halo included), the
+  border by ``padding_mode`` (each padded position maps to the input position it holds, or a zero), and
+  runs the kernel on it.  A chunk's own rows come whole; what its neighbours need, it cuts in one small task
+  (copies of its edges and corners), so between workers only halos travel.  Where the taps' reach is mostly
+  gaps (a huge dilation or stride) the window holds only the positions the taps read (the kernel view), so
+  a task's memory follows its outputs.
 * **Channel chunks** must hold whole groups (``C_in / groups`` channels each; any chunking for depthwise
   layers).  Where they do not, the channels are rechunked to the nearest boundaries that do, with a
   `UserWarning` that says which chunking was used; a chunk holding ``k`` groups gives ``k * C_out / groups``
@@ -105,16 +108,10 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
     check_dtypes(x.dtype, dw.dtype, None if db is None else db.dtype)
     check_dtypes(x.dtype, pw.dtype, None if pb is None else pb.dtype, names=("x", "pointwise_weight"))
     dw, pw, db, pb = _on_device_of(x, dw, pw, db, pb)
-    x, rows, columns = _padded(x, spec, layout)
-    x = x.rechunk({channel_axis: -1})
-    operands = [(da.from_array(dw, chunks=-1, asarray=False), "oikl"),
-                (da.from_array(pw, chunks=-1, asarray=False), "pqrs")]
-    operands += [] if db is None else [(da.from_array(db, chunks=-1, asarray=False), "o")]
-    operands += [] if pb is None else [(da.from_array(pb, chunks=-1, asarray=False), "p")]
-    return _tiled(x, rows, columns, _separable_block, operands, pointwise.out_channels, spec.dtype,
-                  has_biases=(db is not None, pb is not None), stride=spec.stride, dilation=spec.dilation,
-                  depthwise_activation=spec.activation, activation=pointwise.activation, layout=layout,
-                  threads=int(threads_per_task))
+    operands = [da.from_array(value, chunks=-1, asarray=False) for value in (dw, pw, db, pb) if value is not None]
+    return _tiled(x.rechunk({channel_axis: -1}), spec, _separable_block, [operands], [pointwise.out_channels],
+                  has_biases=(db is not None, pb is not None), depthwise_activation=spec.activation,
+                  activation=pointwise.activation, layout=layout, threads=int(threads_per_task))
 
 
 # ---- the graph -----------------------------------------------------------------------------------------------
@@ -154,23 +151,19 @@ def _convolve(x, weight, bias, stride, padding, dilation, groups, padding_mode, 
     check_dtypes(x.dtype, weight.dtype, None if bias is None else bias.dtype)  # as conv2d: one dtype
     weight, bias = _on_device_of(x, weight, bias)
     channel_axis = 1 if layout == "NCHW" else 3
-    x, rows, columns = _padded(x, spec, layout)
     per_group, cog = spec.in_channels // spec.groups, spec.out_channels // spec.groups
     x = _whole_groups(x, channel_axis, per_group)
-    options = dict(stride=spec.stride, dilation=spec.dilation, activation=spec.activation, layout=layout,
-                   algorithm=algorithm, threads=int(threads_per_task))
-    by_channels, start = [], 0
+    operands, out_channels, start = [], [], 0
     for size in x.chunks[channel_axis]:
         first, count = start // per_group, size // per_group
         outputs = slice(first * cog, (first + count) * cog)
-        # the weight (and bias): one block each, under indices of their own, so every task gets it whole
-        operands = [(da.from_array(weight[outputs], chunks=-1, asarray=False), "oikl")]
-        if bias is not None:
-            operands.append((da.from_array(bias[outputs], chunks=-1, asarray=False), "o"))
-        by_channels.append(_tiled(_take(x, channel_axis, start, start + size), rows, columns, _block, operands,
-                                  count * cog, spec.dtype, groups=count, has_bias=bias is not None, **options))
+        # the weight (and bias) of this chunk's groups: one block each, so every task gets it whole
+        operands.append([da.from_array(part[outputs], chunks=-1, asarray=False)
+                         for part in ((weight,) if bias is None else (weight, bias))])
+        out_channels.append(count * cog)
         start += size
-    return da.concatenate(by_channels, axis=channel_axis)
+    return _tiled(x, spec, _block, operands, out_channels, channels_per_group=per_group, has_bias=bias is not None,
+                  activation=spec.activation, layout=layout, algorithm=algorithm, threads=int(threads_per_task))
 
 
 def _check_threads(threads_per_task) -> None:
@@ -188,64 +181,183 @@ def _on_device_of(x, *values):
     return tuple(None if value is None else cupy.asarray(value) for value in values)
 
 
-def _padded(x, spec, layout: str):
-    """``(x padded as a whole by padding_mode, row windows, column windows)``: output blocks follow the input's
-    own chunks (`_windows`; the padding adds chunks of its own at the borders)."""
+# ---- windows: which input rows (columns) each output block reads, and how they are copied -------------------
+
+# An axis's reads from one chunk are copied as slices while they form at most this many runs of a constant step;
+# beyond it (reads scattered by a large stride or dilation) as one gather
+MAX_RUNS = 8
+
+
+def _axis_blocks(chunks: tuple[int, ...], size: int, before: int, out_size: int, stride: int, dilation: int,
+                 kernel: int, padding_mode: str):
+    """The output blocks along one axis and how each reads its window.
+
+    Output blocks follow the input's chunks: a boundary at each input chunk boundary divided by the stride
+    (rounded up), so a stride-1 convolution with 'same' padding keeps the chunks.  The window of outputs
+    ``[o0, o1)`` is the padded input's ``[o0 * stride, (o1 - 1) * stride + (kernel - 1) * dilation + 1)``,
+    each padded position mapped to the input position it holds by the padding mode (`arrays.padded_reads`)
+    -- unless the filter's reach is so sparse (a large dilation or stride) that only the positions its taps
+    read, ``kernel`` per output, are fewer than half the window: then the window holds just those (the
+    kernel view: stride ``kernel``, dilation 1), so a task's memory follows its outputs, never the
+    parameters' raw values.
+
+    Returns ``[(o0, o1, length, stride, dilation, reads)]``, ``reads`` a list of ``(chunk, (lo, hi),
+    segments)``: the rows ``[lo, hi)`` of input chunk ``chunk`` (-1: zeros of zero padding) the window
+    needs, and ``segments``, ``(destination, source)`` index pairs (slices, or arrays for a gather) from
+    that piece into the window."""
+    bounds, position = {0, out_size}, 0
+    for chunk in chunks[:-1]:
+        position += chunk
+        bounds.add(min(-(-position // stride), out_size))
+    bounds = sorted(bounds)
+    ends = np.cumsum(chunks)
+    span = (kernel - 1) * dilation + 1
+    blocks = []
+    for o0, o1 in zip(bounds, bounds[1:]):
+        if o1 <= o0:
+            continue
+        length = (o1 - o0 - 1) * stride + span
+        if 2 * (o1 - o0) * kernel < length:  # the taps' positions only: the kernel view of this block
+            sources = arrays.source_positions(size, before, kernel, stride, dilation, o1, padding_mode, o0)
+            blocks.append((o0, o1, len(sources), kernel, 1, _reads(sources, ends)))
+        else:
+            sources = arrays.padded_reads(np.arange(o0 * stride - before, o0 * stride - before + length,
+                                                    dtype=np.int64), size, padding_mode)
+            blocks.append((o0, o1, length, stride, dilation, _reads(sources, ends)))
+    return blocks
+
+
+def _reads(sources: np.ndarray, ends: np.ndarray):
+    """``sources`` (the input position each window position holds, -1 for a zero) as reads per input chunk
+    (see `_axis_blocks`)."""
+    chunk_of = np.where(sources < 0, -1, np.searchsorted(ends, sources, side="right"))
+    reads = []
+    for chunk in np.unique(chunk_of):
+        destination = np.flatnonzero(chunk_of == chunk)
+        if chunk < 0:  # zeros: only the destination matters
+            reads.append((-1, (0, 0), _segments(destination, destination)))
+            continue
+        source = sources[destination] - (ends[chunk - 1] if chunk else 0)
+        lo, hi = int(source.min()), int(source.max()) + 1
+        reads.append((int(chunk), (lo, hi), _segments(destination, source - lo)))
+    return reads
+
+
+def _segments(destination: np.ndarray, source: np.ndarray):
+    """``destination[i] <- source[i]`` as runs that are slices on both sides (consecutive destinations, a
+    constant non-zero source step), or one gather where they would be more than `MAX_RUNS` runs."""
+    step_d, step_s = np.diff(destination), np.diff(source)
+    breaks = (step_d != 1) | (step_s == 0)
+    breaks[1:] |= step_s[1:] != step_s[:-1]
+    starts = np.concatenate(([0], np.flatnonzero(breaks) + 1))
+    if len(starts) > MAX_RUNS:
+        return [(destination, source)]
+    segments = []
+    for first, last in zip(starts, np.append(starts[1:], len(destination)) - 1):
+        d0, s0, count = int(destination[first]), int(source[first]), int(last - first + 1)
+        step = int(source[first + 1] - source[first]) if count > 1 else 1
+        stop = s0 + count * step
+        segments.append((slice(d0, d0 + count), slice(s0, stop if stop >= 0 else None, step)))
+    return segments
+
+
+def _tiled(x, spec, block, operands_by_chunk, out_channels_by_chunk, **options):
+    """The lazy output: one task per output block (batch chunk x channel chunk x row block x column block)
+    that copies its window from the pieces of the input chunks holding it (each piece cut on the worker that
+    holds its chunk, so only halos travel), the border by ``padding_mode``, and runs ``block(window,
+    *operands, **options)``.  ``operands_by_chunk``: per channel chunk of ``x``, the one-chunk Dask arrays
+    (weights, biases) its tasks read -- one graph key each, whatever the number of tasks."""
+    import operator
+    from functools import partial
+
     import dask.array as da
-
-    row_axis, column_axis = (2, 3) if layout == "NCHW" else (1, 2)
-    rows = _windows(x.chunks[row_axis], spec.out_height, spec.stride[0], spec.dilation[0], spec.kernel_height)
-    columns = _windows(x.chunks[column_axis], spec.out_width, spec.stride[1], spec.dilation[1], spec.kernel_width)
-    top, bottom, left, right = spec.padding
-    if top or bottom or left or right:
-        widths = [(0, 0)] * 4
-        widths[row_axis], widths[column_axis] = (top, bottom), (left, right)
-        x = da.pad(x, widths, mode=arrays.NUMPY_PAD_MODES[spec.padding_mode])
-    return x, rows, columns
-
-
-def _tiled(x, rows, columns, block, operands, out_channels: int, dtype, **options):
-    """The output blocks of one channel chunk: ``block(window, *operands, **options)`` on each window of the
-    padded ``x`` (`_windows`; ``options['layout']`` places the axes), the windows gathered from the chunks that
-    hold them."""
-    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
 
     layout = options["layout"]
     channel_axis, row_axis, column_axis = (1, 2, 3) if layout == "NCHW" else (3, 1, 2)
-    index = "nchw" if layout == "NCHW" else "nhwc"
-    arguments = [item for operand in operands for item in operand]
-    by_rows = []
-    for (out0, out1), (in0, in1) in rows:
-        by_columns = []
-        for (col0, col1), (inc0, inc1) in columns:
-            window = _take(_take(x, row_axis, in0, in1), column_axis, inc0, inc1)
-            window = window.rechunk({row_axis: -1, column_axis: -1})
-            by_columns.append(da.blockwise(
-                block, index, window, index, *arguments, concatenate=True, dtype=dtype, meta=x._meta,
-                adjust_chunks={"c": (out_channels,), "h": (out1 - out0,), "w": (col1 - col0,)}, **options))
-        by_rows.append(da.concatenate(by_columns, axis=column_axis))
-    return da.concatenate(by_rows, axis=row_axis)
+    top, bottom, left, right = spec.padding
+    rows = _axis_blocks(x.chunks[row_axis], spec.in_height, top, spec.out_height, spec.stride[0],
+                        spec.dilation[0], spec.kernel_height, spec.padding_mode)
+    columns = _axis_blocks(x.chunks[column_axis], spec.in_width, left, spec.out_width, spec.stride[1],
+                           spec.dilation[1], spec.kernel_width, spec.padding_mode)
+    token = tokenize(x, spec, block.__name__, [[o.name for o in ops] for ops in operands_by_chunk],
+                     out_channels_by_chunk, sorted(options.items()))
+    name, bundle_name = f"numbaconv-{block.__name__.strip('_')}-{token}", f"numbaconv-halos-{token}"
+    module = type(x._meta).__module__.split(".")[0]
+    layer: dict = {}
+    cuts: dict = {}  # per input chunk, the pieces its neighbours' windows need: {box: position in its bundle}
+    for n, images in enumerate(x.chunks[0]):
+        for c, channels in enumerate(x.chunks[channel_axis]):
+            operands = [(o.name,) + (0,) * o.ndim for o in operands_by_chunk[c]]
+            for i, (_, _, height, row_stride, row_dilation, row_reads) in enumerate(rows):
+                for j, (_, _, width, column_stride, column_dilation, column_reads) in enumerate(columns):
+                    pieces, parts = [], []
+                    for r, (lo, hi), _ in row_reads:
+                        pieces.append([])
+                        parts.append([])
+                        for q, (first, last), _ in column_reads:
+                            index = (n, c, r, q) if layout == "NCHW" else (n, r, q, c)
+                            if r < 0 or q < 0:  # zero padding
+                                key, part = None, None
+                            elif (hi - lo, last - first) == (x.chunks[row_axis][r], x.chunks[column_axis][q]):
+                                key, part = (x.name, *index), None  # the whole chunk
+                            else:
+                                boxes = cuts.setdefault(index, {})
+                                key, part = (bundle_name, *index), boxes.setdefault((lo, hi, first, last), len(boxes))
+                            pieces[-1].append(key)
+                            parts[-1].append(part)
+                    shape = [images, channels, height, width] if layout == "NCHW" else [images, height, width,
+                                                                                          channels]
+                    task = partial(_window_task, block, module, x.dtype.str, tuple(shape), row_axis,
+                                   [(r, segments) for r, _, segments in row_reads],
+                                   [(q, segments) for q, _, segments in column_reads], parts,
+                                   stride=(row_stride, column_stride), dilation=(row_dilation, column_dilation),
+                                   **options)
+                    index = [n, c, i, j] if layout == "NCHW" else [n, i, j, c]
+                    layer[(name, *index)] = (task, pieces, *operands)
+    # one task per input chunk cuts every piece its neighbours need (copies: a bundle never pins its chunk)
+    for index, boxes in cuts.items():
+        layer[(bundle_name, *index)] = (_cut, (x.name, *index), row_axis, tuple(boxes))
+    out_chunks = [x.chunks[0], tuple(out_channels_by_chunk), tuple(o1 - o0 for o0, o1, *_ in rows),
+                  tuple(o1 - o0 for o0, o1, *_ in columns)]
+    if layout == "NHWC":
+        out_chunks = [out_chunks[0], out_chunks[2], out_chunks[3], out_chunks[1]]
+    dependencies = [x] + [o for ops in operands_by_chunk for o in ops]
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=dependencies)
+    return da.Array(graph, name, tuple(out_chunks), meta=x._meta)
 
 
-def _take(x, axis: int, start: int, stop: int):
-    index: list[Any] = [slice(None)] * x.ndim
-    index[axis] = slice(start, stop)
-    return x[tuple(index)]
+def _cut(chunk, row_axis: int, boxes):
+    """The pieces ``(row0, row1, column0, column1)`` of ``chunk`` that neighbouring windows read, copied."""
+    return tuple(chunk[_index(row_axis, slice(lo, hi), slice(first, last))].copy() for lo, hi, first, last in boxes)
 
 
-def _windows(chunks: tuple[int, ...], out_size: int, stride: int, dilation: int, kernel: int):
-    """Output blocks along one axis and the padded input's rows each reads.  Output blocks follow the input's
-    chunks: a block boundary at each input chunk boundary divided by the stride (rounded up), so a stride-1
-    convolution with 'same' padding keeps the chunks; the window of outputs ``[o0, o1)`` is the padded
-    input's ``[o0 * stride, (o1 - 1) * stride + (kernel - 1) * dilation + 1)`` (a halo of the padding before,
-    the rest of the filter's reach after), read from however many chunks hold it."""
-    bounds, position = {0, out_size}, 0
-    for size in chunks[:-1]:
-        position += size
-        bounds.add(min(-(-position // stride), out_size))
-    bounds = sorted(bounds)
-    span = (kernel - 1) * dilation + 1
-    return [((o0, o1), (o0 * stride, (o1 - 1) * stride + span)) for o0, o1 in zip(bounds, bounds[1:]) if o1 > o0]
+def _window_task(block, module: str, dtype: str, shape, row_axis: int, rows, columns, parts, pieces, *operands,
+                 **options):
+    """One task: the window copied from its pieces (``pieces[a][b]``: an input chunk, or the bundle of pieces
+    cut from one, ``parts[a][b]`` saying which; None where zero padding holds zeros), then
+    ``block(window, *operands, **options)``."""
+    import importlib
+
+    window = importlib.import_module(module).empty(shape, dtype=np.dtype(dtype))
+    for a, (_, row_segments) in enumerate(rows):
+        for b, (_, column_segments) in enumerate(columns):
+            piece = pieces[a][b] if parts[a][b] is None else pieces[a][b][parts[a][b]]
+            for row_destination, row_source in row_segments:
+                for column_destination, column_source in column_segments:
+                    target = _index(row_axis, row_destination, column_destination)
+                    window[target] = 0 if piece is None else piece[_index(row_axis, row_source, column_source)]
+    return block(window, *operands, **options)
+
+
+def _index(row_axis: int, rows, columns) -> tuple:
+    """The 4-D index of ``rows`` x ``columns`` (slices or index arrays) on the adjacent row and column axes."""
+    if not isinstance(rows, slice) and not isinstance(columns, slice):
+        rows, columns = rows[:, None], columns[None, :]
+    index: list = [slice(None)] * 4
+    index[row_axis], index[row_axis + 1] = rows, columns
+    return tuple(index)
 
 
 def _whole_groups(x, axis: int, per_group: int):
@@ -297,9 +409,10 @@ def _on_block(window, threads: int, function, *args, **kwargs):
         return function(window, *args, **kwargs)
 
 
-def _block(window, weight, bias=None, *, groups, has_bias, stride, dilation, activation, layout, algorithm,
-           threads):
+def _block(window, weight, bias=None, *, channels_per_group, has_bias, stride, dilation, activation, layout,
+           algorithm, threads):
     """One task: the padded window's convolution (padding 0: the border is already in the window)."""
+    groups = window.shape[1 if layout == "NCHW" else 3] // channels_per_group
     return _on_block(window, threads, api.conv2d, weight, bias if has_bias else None, stride, 0, dilation, groups,
                      activation=activation, layout=layout, algorithm=algorithm)
 

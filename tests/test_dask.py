@@ -134,6 +134,55 @@ def test_the_weight_enters_the_graph_once(rng):
     assert nd.conv2d(da.from_array(x, chunks=(1, 3, 10, 10)), w, stride=2, padding=1).chunks[2] == (5, 5, 5, 5)
 
 
+def test_each_chunk_sends_its_halos_in_one_small_task(rng):
+    """A chunk's pieces for its neighbours' windows are cut (copied) by one task per chunk, holding only the
+    halo: with 3x3 taps an interior 10 x 10 chunk gives its 4 edges and 4 corners (44 pixels), never itself."""
+    x = rng.standard_normal((1, 2, 40, 40)).astype(np.float32)
+    w = rng.standard_normal((2, 1, 3, 3)).astype(np.float32)
+    lazy = nd.conv2d(da.from_array(x, chunks=(1, 2, 10, 10)), w, padding=1, groups=2)
+    graph = dict(lazy.__dask_graph__())
+    bundles = [key for key in graph if isinstance(key, tuple) and key[0].startswith("numbaconv-halos-")]
+    assert len(bundles) == 16  # one per input chunk (every chunk has a neighbour)
+    import dask
+
+    sizes = [sum(piece.size for piece in dask.get(graph, key)) for key in bundles]
+    assert max(sizes) == 2 * 44 and min(sizes) == 2 * (2 * 10 + 1)  # interior / corner chunks, 2 channels
+    outputs = [value for key, value in graph.items() if isinstance(key, tuple) and key[0] == lazy.name]
+    # an interior block reads 3 x 3 inputs: its own chunk whole, a bundle from each of its 8 neighbours
+    assert len(outputs) == 16 and max(len(sum(task[1], [])) for task in outputs) == 9
+    assert_close(lazy.compute(scheduler="sync"), numbaconv.conv2d(x, w, padding=1, groups=2), np.float32)
+
+
+@pytest.mark.parametrize("chunk", [7, 20])
+def test_windows_follow_the_outputs_not_a_huge_dilation_or_stride(rng, chunk):
+    """A filter whose reach is mostly gaps (dilation and zero padding of a million; a stride of 5 over a 1x1
+    or 2x2 filter) reads only the positions its taps touch: each task's window holds ``kernel`` rows per
+    output row, never the raw reach (a 2-million-row window here)."""
+    x = rng.standard_normal((1, 2, 20, 20)).astype(np.float32)
+    seen = []
+    original = nd._block
+
+    def spy(window, *args, **kwargs):
+        seen.append(window.shape)
+        return original(window, *args, **kwargs)
+
+    cases = [(rng.standard_normal((2, 1, 3, 3)).astype(np.float32), dict(padding=10**6, dilation=10**6, groups=2)),
+             (rng.standard_normal((2, 1, 3, 3)).astype(np.float32),
+              dict(padding=20, dilation=(1, 10), groups=2, padding_mode="circular")),
+             (rng.standard_normal((3, 2, 1, 1)).astype(np.float32), dict(stride=5)),
+             (rng.standard_normal((3, 2, 2, 2)).astype(np.float32), dict(stride=(5, 1), padding=1,
+                                                                         padding_mode="reflect"))]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nd, "_block", spy)
+        for w, kwargs in cases:
+            seen.clear()
+            expected = numbaconv.conv2d(x, w, **kwargs)
+            lazy = nd.conv2d(da.from_array(x, chunks=(1, 2, chunk, chunk)), w, **kwargs)
+            assert_close(lazy.compute(scheduler="sync"), expected, np.float32)
+            limit = [3 * max(lazy.chunks[2]) * w.shape[2], 3 * max(lazy.chunks[3]) * w.shape[3]]
+            assert seen and all(shape[2] <= limit[0] and shape[3] <= limit[1] for shape in seen), (kwargs, seen)
+
+
 def test_bad_input_is_refused_before_any_graph(rng):
     x = da.zeros((1, 4, 8, 8), chunks=2)
     w = np.ones((4, 2, 3, 3))
