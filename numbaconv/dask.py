@@ -33,7 +33,10 @@ Requires the ``dask`` extra: ``pip install 'numbaconv[dask]'``.
 from __future__ import annotations
 
 import contextlib
+import math
+import threading
 import warnings
+import weakref
 from typing import Any
 
 import numpy as np
@@ -340,7 +343,10 @@ def _window_task(block, module: str, dtype: str, shape, row_axis: int, rows, col
     ``block(window, *operands, **options)``."""
     import importlib
 
-    window = importlib.import_module(module).empty(shape, dtype=np.dtype(dtype))
+    if module == "numpy":
+        window = _window_buffer(shape, np.dtype(dtype))
+    else:  # CuPy: its memory pool reuses device memory by itself
+        window = importlib.import_module(module).empty(shape, dtype=np.dtype(dtype))
     for a, (_, row_segments) in enumerate(rows):
         for b, (_, column_segments) in enumerate(columns):
             piece = pieces[a][b] if parts[a][b] is None else pieces[a][b][parts[a][b]]
@@ -348,7 +354,51 @@ def _window_task(block, module: str, dtype: str, shape, row_axis: int, rows, col
                 for column_destination, column_source in column_segments:
                     target = _index(row_axis, row_destination, column_destination)
                     window[target] = 0 if piece is None else piece[_index(row_axis, row_source, column_source)]
-    return block(window, *operands, **options)
+    result = block(window, *operands, **options)
+    # the window's buffer is this thread's next window: never hand it out (no kernel returns its input, but a
+    # cheap check keeps it so)
+    return result.copy() if np.may_share_memory(result, window) else result
+
+
+class _Holder:
+    """A thread's window buffer (`_window_buffer`); freed with the thread, or by `release_buffers`."""
+
+    buffer: np.ndarray | None = None
+
+
+_WINDOW = threading.local()  # .holder: this thread's _Holder
+_HOLDERS: weakref.WeakSet = weakref.WeakSet()  # every live thread's, for release_buffers
+_HOLDERS_LOCK = threading.Lock()
+
+
+def _window_buffer(shape, dtype: np.dtype) -> np.ndarray:
+    """An uninitialised array of ``shape`` in this thread's window buffer, kept between tasks.  A fresh
+    window costs its page faults every task (on this 2-core VM 15% of a 128 MiB task; where the host
+    reclaims freed memory -- a VM balloon's free page reporting -- first touches cost up to ten times that);
+    a thread keeps its largest window until `release_buffers` or its end."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    holder = getattr(_WINDOW, "holder", None)
+    if holder is None:
+        holder = _WINDOW.holder = _Holder()
+        with _HOLDERS_LOCK:
+            _HOLDERS.add(holder)
+    buffer = holder.buffer
+    if buffer is None or buffer.nbytes < nbytes:
+        holder.buffer = None  # the old one freed before the larger one is taken
+        buffer = holder.buffer = arrays.aligned_empty(nbytes, np.uint8)
+    return buffer[:nbytes].view(dtype).reshape(shape)
+
+
+def release_buffers() -> int:
+    """Free the window buffers numbaconv.dask's tasks keep, one per thread that ran a task (each the size of
+    the largest window it built: about one input chunk plus its halo); returns the bytes released.  On a
+    distributed cluster: ``client.run(numbaconv.dask.release_buffers)``."""
+    released = 0
+    with _HOLDERS_LOCK:
+        for holder in list(_HOLDERS):
+            buffer, holder.buffer = holder.buffer, None  # a task using it keeps its own reference
+            released += 0 if buffer is None else buffer.nbytes
+    return released
 
 
 def _index(row_axis: int, rows, columns) -> tuple:

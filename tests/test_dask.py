@@ -183,6 +183,30 @@ def test_windows_follow_the_outputs_not_a_huge_dilation_or_stride(rng, chunk):
             assert seen and all(shape[2] <= limit[0] and shape[3] <= limit[1] for shape in seen), (kwargs, seen)
 
 
+def test_a_thread_builds_its_windows_in_one_buffer_until_released(rng):
+    x = rng.standard_normal((2, 3, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    addresses = []
+    original = nd._block
+
+    def spy(window, *args, **kwargs):
+        addresses.append(window.__array_interface__["data"][0])
+        return original(window, *args, **kwargs)
+
+    nd.release_buffers()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nd, "_block", spy)
+        lazy = nd.conv2d(da.from_array(x, chunks=(1, 3, 6, 6)), w, groups=3, padding=1)
+        assert_close(lazy.compute(scheduler="sync"), numbaconv.conv2d(x, w, groups=3, padding=1), np.float32)
+        assert len(addresses) == 8 and len(set(addresses)) == 1  # one buffer for every window of this thread
+        # a block that returned its window (none does) would still give its own array, not the next window
+        patch.setattr(nd, "_block", lambda window, *args, **kwargs: window)
+        same = nd.conv2d(da.from_array(x, chunks=(1, 3, 6, 6)), w[:, :, :1, :1], groups=3)
+        np.testing.assert_array_equal(same.compute(scheduler="sync"), x)
+    assert nd.release_buffers() >= 3 * 8 * 8 * 4  # the largest window: 3 channels x 8 x 8 float32
+    assert nd.release_buffers() == 0
+
+
 def test_bad_input_is_refused_before_any_graph(rng):
     x = da.zeros((1, 4, 8, 8), chunks=2)
     w = np.ones((4, 2, 3, 3))
@@ -252,11 +276,12 @@ def test_the_demo_filters_a_raster_larger_than_each_workers_memory_limit():
     from numbaconv import dask_demo
 
     lines: list[str] = []
-    result = dask_demo.run(size=4096, channels=8, filters=8, chunk=1024, workers=2, memory_limit="600MiB",
+    result = dask_demo.run(size=4096, channels=8, filters=8, chunk=512, workers=2, memory_limit="600MiB",
                            progress=False, echo=lines.append)
     assert result["in_bytes"] + result["out_bytes"] > 1.5 * result["memory_limit_bytes"]
     assert len(result["peak_rss_bytes"]) == 2
     assert max(result["peak_rss_bytes"]) < result["memory_limit_bytes"], (result, lines)
+    assert result["spilled_bytes"] < result["in_bytes"] / 4, (result, lines)  # streamed, not spilled (0 here)
     assert result["corner_error"] <= 1e-5
     assert any("Mpixel/s" in line for line in lines) and any("peak memory per worker" in line for line in lines)
 
