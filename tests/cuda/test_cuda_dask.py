@@ -32,3 +32,28 @@ def test_cupy_backed_dask_arrays_run_the_cuda_kernels(rng, layout):
     assert isinstance(got, cupy.ndarray)
     expected = numbaconv.conv2d(x, w, b, **kwargs)
     np.testing.assert_allclose(cupy.asnumpy(got), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_cupy_windows_of_every_kind(rng):
+    """The windows' copies on CuPy blocks: zeros of zero padding, replicate/circular borders, a stride-5 1x1
+    and a dilation of a million (windows of the taps' positions only, gathered), and a separable layer."""
+    if not cupy.is_available():
+        pytest.skip("no CUDA device for CuPy")
+    x = rng.standard_normal((2, 4, 23, 19)).astype(np.float32)
+    lazy = da.from_array(cupy.asarray(x), chunks=(1, 4, 7, 20), asarray=False)
+    cases = [(rng.standard_normal((4, 1, 3, 3)).astype(np.float32), dict(padding=2, groups=4)),
+             (rng.standard_normal((4, 1, 3, 3)).astype(np.float32), dict(padding=1, groups=4,
+                                                                         padding_mode="circular")),
+             (rng.standard_normal((5, 4, 1, 1)).astype(np.float32), dict(stride=5)),
+             (rng.standard_normal((4, 1, 3, 3)).astype(np.float32), dict(padding=10**6, dilation=10**6,
+                                                                         groups=4))]
+    for w, kwargs in cases:
+        got = nd.conv2d(lazy, w, **kwargs).compute(scheduler="threads")
+        assert isinstance(got, cupy.ndarray)
+        np.testing.assert_allclose(cupy.asnumpy(got), numbaconv.conv2d(x, w, **kwargs), rtol=1e-5, atol=1e-5)
+    dw = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    pw = rng.standard_normal((6, 4, 1, 1)).astype(np.float32)
+    got = nd.separable_conv2d(lazy, dw, pw, padding=1, padding_mode="replicate").compute(scheduler="threads")
+    np.testing.assert_allclose(cupy.asnumpy(got), numbaconv.separable_conv2d(x, dw, pw, padding=1,
+                                                                             padding_mode="replicate"),
+                               rtol=1e-5, atol=1e-5)
