@@ -10,7 +10,7 @@ import math
 from numba import cuda
 
 from ..spec import PADDING_MODES, ConvSpec
-from . import launch, simulated
+from . import fastlaunch, launch, simulated
 
 
 def padded(spec: ConvSpec, x, stream):
@@ -25,7 +25,7 @@ def padded(spec: ConvSpec, x, stream):
     mode = PADDING_MODES.index(spec.padding_mode)  # zeros 0, reflect 1, replicate 2, circular 3
     from .epilogue import pad_copy
 
-    pad_copy[blocks, threads, stream](x, padded, top, left, mode)
+    fastlaunch.launch(pad_copy, blocks, threads, stream, x, padded, top, left, mode)
     return padded, 0, 0
 
 
@@ -74,10 +74,10 @@ def gemm_launcher(spec: ConvSpec, keep: bool = False):
             if keep and _kept_workspace_bytes + target.nbytes <= KEPT_WORKSPACE_BYTES:
                 _kept_workspace_bytes += target.nbytes
                 kept.append(target)
-        kernel[grid, block, stream](x, weight, bias, target, spec.groups, *spec.stride, pad_top, pad_left,
-                                    *spec.dilation, code, slice_depth)
+        fastlaunch.launch(kernel, grid, block, stream, x, weight, bias, target, spec.groups, *spec.stride, pad_top,
+                          pad_left, *spec.dilation, code, slice_depth)
         if slices > 1:
-            split_sum[sum_grid, sum_block, stream](target, bias, out, code)
+            fastlaunch.launch(split_sum, sum_grid, sum_block, stream, target, bias, out, code)
 
     return run
 
@@ -124,8 +124,8 @@ def depthwise_launcher(spec: ConvSpec, keep: bool = False):
 
     def run(x, weight, bias, out, stream):
         x, pad_top, pad_left = padded(spec, x, stream)
-        kernel[grid, block, stream](x, weight, bias, out, multiplier, *spec.stride, pad_top, pad_left, *spec.dilation,
-                                    code, *tile)
+        fastlaunch.launch(kernel, grid, block, stream, x, weight, bias, out, multiplier, *spec.stride, pad_top,
+                          pad_left, *spec.dilation, code, *tile)
 
     return run
 
