@@ -23,7 +23,7 @@ from . import simulated
 
 ENABLED = os.environ.get("NUMBACONV_CUDA_FAST_LAUNCH", "1") != "0"
 
-_OVERLOADS: dict = {}  # (dispatcher, argument key, context) -> (the overload's cuda.core kernel, its packers)
+_OVERLOADS: dict = {}  # (dispatcher, argument key) -> (context, the overload's cuda.core kernel there, its packers)
 _CONFIGS: dict = {}  # (grid, block) -> cuda.core LaunchConfig
 _STREAMS: dict = {}  # id(stream) -> (stream, its cuda.core stream): the stream kept, so that its id stays its own
 MAX_STREAMS = 64
@@ -89,8 +89,9 @@ def launch(kernel, grid, block, stream, *args) -> None:
         return
     core_launch, config_type, cooperative, device_array, to_core_stream, get_context, types = parts
     key = _key(args, device_array)
-    entry = None if key is None else _OVERLOADS.get((kernel, key, id(get_context())))
-    if entry is None:
+    entry = None if key is None else _OVERLOADS.get((kernel, key))
+    context = get_context()
+    if entry is None or entry[0] is not context:  # (the context object kept: a new one never passes for it)
         configured = kernel[grid, block, stream]
         seen: list = []
         if key is not None:
@@ -99,9 +100,9 @@ def launch(kernel, grid, block, stream, *args) -> None:
         if seen and not seen[0].debug and not seen[0].extensions and not seen[0].cooperative:
             packers = _packers(seen[0], types)
             if packers is not None:
-                _OVERLOADS[(kernel, key, id(get_context()))] = (seen[0]._codelibrary.get_cufunc().kernel, packers)
+                _OVERLOADS[(kernel, key)] = (context, seen[0]._codelibrary.get_cufunc().kernel, packers)
         return
-    compiled, packers = entry
+    _, compiled, packers = entry
     config = _CONFIGS.get((grid, block))
     if config is None:
         config = _CONFIGS[(grid, block)] = config_type(grid=grid, block=block, shmem_size=0, **{cooperative: False})
