@@ -232,6 +232,43 @@ def band_input(x: np.ndarray, spec: ConvSpec, images: slice, first_row: int, row
     return band, _take(x, positions, 2 if layout == "NCHW" else 1)
 
 
+def padded_band(x: np.ndarray, spec: ConvSpec, first: int, rows: int, layout: str = "NCHW") -> np.ndarray:
+    """Rows ``[first, first + rows)`` of x padded as a whole by ``spec.padding_mode`` (``first`` counted in the
+    padded input's rows, every column padded), as a new C-contiguous array: what `pad_input` (NCHW) or
+    `pad_input_nhwc` gives for those rows, without padding the whole input first.  x batched in ``layout``."""
+    row_axis = 2 if layout == "NCHW" else 1
+    top, _, left, right = spec.padding
+    width = spec.in_width
+    shape = list(x.shape)
+    shape[row_axis], shape[row_axis + 1] = rows, width + left + right
+    band = np.empty(shape, x.dtype)
+    positions = padded_reads(np.arange(first - top, first - top + rows, dtype=np.int64), spec.in_height,
+                             spec.padding_mode)
+    inner: list = [slice(None)] * 4
+    inner[row_axis + 1] = slice(left, left + width)
+    # each run of consecutive input rows is one slice copy (the border's reflected rows one each)
+    start = 0
+    while start < rows:
+        stop = start + 1
+        while stop < rows and positions[stop - 1] >= 0 and positions[stop] == positions[stop - 1] + 1:
+            stop += 1
+        target, source = list(inner), [slice(None)] * 4
+        target[row_axis] = slice(start, stop)
+        source[row_axis] = slice(positions[start], positions[start] + stop - start)
+        if positions[start] < 0:  # zero padding's rows
+            band[tuple(target)] = 0
+        else:
+            band[tuple(target)] = x[tuple(source)]
+        start = stop
+    if left or right:  # the border columns, from the band's own inner columns
+        columns = padded_reads(np.arange(-left, width + right, dtype=np.int64), width, spec.padding_mode)
+        border = np.concatenate((np.arange(left), np.arange(left + width, left + width + right)))
+        target, source = [slice(None)] * 4, [slice(None)] * 4
+        target[row_axis + 1], source[row_axis + 1] = border, left + columns[border]
+        band[tuple(target)] = 0 if spec.padding_mode == "zeros" else band[tuple(source)]
+    return band
+
+
 def kernel_input(x: np.ndarray, spec: ConvSpec, layout: str = "NCHW") -> tuple[ConvSpec, np.ndarray]:
     """``(kernel spec, kernel x)``: the problem as the kernels run it (`ConvSpec.kernel_view`) and x
     (batched, in ``layout``) gathered on the axes it compacts; x itself for ordinary layers."""

@@ -141,13 +141,16 @@ def run_fused(dw_spec, x, dw_weight, dw_bias, pw_weight, pw_bias, out, activatio
     nhwc = dw_spec.layout == "NHWC"
     sh, sw = dw_spec.stride
     dh, _ = dw_spec.dilation
-    if dw_spec.padding_mode == "zeros":
+    # other padding modes: each band's rows padded as it is cut (arrays.padded_band), then the kernel sees no
+    # padding; zeros: the kernel skips the taps that fall outside
+    bordered = dw_spec.padding_mode != "zeros" and dw_spec.has_padding
+    if bordered:
+        pad_top = pad_left = 0
+        in_height = dw_spec.in_height + dw_spec.padding[0] + dw_spec.padding[1]
+    else:
         x = np.ascontiguousarray(x)
         pad_top, pad_left = dw_spec.padding[0], dw_spec.padding[2]
-    else:  # other modes: pad once, then the kernel sees no padding
-        x = arrays.pad_input_nhwc(x, dw_spec) if nhwc else arrays.pad_input(x, dw_spec)
-        pad_top = pad_left = 0
-    in_height = x.shape[1] if nhwc else x.shape[2]
+        in_height = x.shape[1] if nhwc else x.shape[2]
     middle_channels, out_channels = dw_spec.out_channels, pw_weight.shape[0]
     out_height, out_width = dw_spec.out_height, dw_spec.out_width
     pixels = out_height * out_width
@@ -159,8 +162,11 @@ def run_fused(dw_spec, x, dw_weight, dw_bias, pw_weight, pw_bias, out, activatio
         last = (oh1 - 1) * sh - pad_top + (dw_spec.kernel_height - 1) * dh
         start, stop = max(first, 0), max(min(last + 1, in_height), max(first, 0))
         rows = oh1 - oh0
+        if bordered:
+            band = arrays.padded_band(x[n0:n1], dw_spec, start, stop - start, dw_spec.layout)
+        else:
+            band = np.ascontiguousarray(x[n0:n1, start:stop] if nhwc else x[n0:n1, :, start:stop])
         if nhwc:
-            band = np.ascontiguousarray(x[n0:n1, start:stop])
             middle = np.empty((n1 - n0, rows, out_width, middle_channels), x.dtype)
             cpu_depthwise.run_nhwc(band, dw_weight, dw_bias, middle, dw_spec.channel_multiplier, dw_spec.stride,
                                    dw_spec.dilation, start - first, pad_left, dw_spec.activation_code)
@@ -171,7 +177,6 @@ def run_fused(dw_spec, x, dw_weight, dw_bias, pw_weight, pw_bias, out, activatio
                         out_channels, 1, pixels_here, out_channels, middle_channels, pw_bias, False, activation_code,
                         threads)
         else:
-            band = np.ascontiguousarray(x[n0:n1, :, start:stop])
             middle = np.empty((n1 - n0, middle_channels, rows, out_width), x.dtype)
             cpu_depthwise.run_nchw(band, dw_weight, dw_bias, middle, dw_spec.channel_multiplier, dw_spec.stride,
                                    dw_spec.dilation, start - first, pad_left, dw_spec.activation_code)

@@ -152,3 +152,35 @@ def test_random_configurations(data):
     finally:
         separable.SEPARABLE_CHUNK_ELEMENTS = original
     assert_matches(got, x, dw, pw, db, pb, **kwargs)
+
+
+@given(st.data())
+def test_a_padded_band_is_the_whole_padded_input_cut(data):
+    """arrays.padded_band (the fused path's rows for a non-zero padding mode, padded as they are cut) equals the
+    same rows of the input padded as a whole, for every mode, layout, padding and band; x left untouched."""
+    from numbaconv import arrays
+    from numbaconv.spec import ConvSpec
+
+    mode = data.draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
+    layout = data.draw(st.sampled_from(["NCHW", "NHWC"]))
+    height, width = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))
+    limit = (lambda size: size - 1) if mode == "reflect" else (lambda size: size)
+    padding = tuple(data.draw(st.integers(0, limit(size))) for size in (height, width))  # torch's: per axis
+    channels = data.draw(st.integers(1, 3))
+    shape = (2, channels, height, width) if layout == "NCHW" else (2, height, width, channels)
+    x = np.random.default_rng(data.draw(st.integers(0, 99))).standard_normal(shape)
+    if data.draw(st.booleans()):  # a non-contiguous view
+        x = np.repeat(x, 2, axis=0)[::2]
+    weight_shape = (channels, 1, 1, 1)
+    spec = ConvSpec.from_shapes(x.shape, weight_shape, None, padding=padding, groups=channels, dtype=np.float64,
+                                padding_mode=mode, layout=layout)
+    whole = arrays.pad_input_nhwc(x, spec) if layout == "NHWC" else arrays.pad_input(arrays.to_nchw(x, spec), spec)
+    padded_height = height + 2 * padding[0]
+    first = data.draw(st.integers(0, padded_height - 1))
+    rows = data.draw(st.integers(1, padded_height - first))
+    before = x.copy()
+    band = arrays.padded_band(x, spec, first, rows, layout)
+    expected = whole[:, first:first + rows] if layout == "NHWC" else whole[:, :, first:first + rows]
+    assert band.flags.c_contiguous
+    np.testing.assert_array_equal(band, expected)
+    np.testing.assert_array_equal(x, before)

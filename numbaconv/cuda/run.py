@@ -64,7 +64,8 @@ def nchw_view(array, spec: ConvSpec):
 
 def _memory_range(array):
     """[start, end) bytes an array can touch."""
-    start = end = array.__cuda_array_interface__["data"][0]
+    pointer = getattr(array, "device_ctypes_pointer", None)  # a Numba device array's: no interface dict built
+    start = end = (pointer.value or 0) if pointer is not None else array.__cuda_array_interface__["data"][0]
     for size, stride in zip(array.shape, array.strides):
         if size == 0:
             return start, start
