@@ -19,8 +19,8 @@ equals the in-memory `numbaconv` call on the whole array.  How the work is cut:
   output channels.
 * **Separable** convolutions run as one task per output block, both stages in `numbaconv.separable_conv2d`
   (the depthwise output never leaves the task), over one channel chunk.
-* **Weights** enter the graph once, as one-chunk arrays every task refers to (a distributed cluster sends
-  them to each worker once).
+* **Weights** enter the graph once: one key per channel chunk holding its weights and biases, which every
+  task refers to (a distributed cluster sends it to each worker once).
 * **Threads**: each task runs numbaconv's kernels on ``threads_per_task`` Numba threads (default 1: Dask's
   own threads or worker processes are the parallelism; give ``threads_per_task=k`` to workers with fewer
   Dask threads than cores).  `numba.set_num_threads` is per calling thread, so tasks never change each
@@ -91,8 +91,6 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
     """`numbaconv.separable_conv2d` on a Dask array: one task per output block runs both stages (the
     depthwise output never leaves the task; the pointwise stage reads every channel, so the channels are
     taken as one chunk).  Arguments as `numbaconv.separable_conv2d`."""
-    import dask.array as da
-
     _require_dask_array(x)
     _check_threads(threads_per_task)
     dw, pw = _host_or_device(depthwise_weight), _host_or_device(pointwise_weight)
@@ -111,7 +109,7 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
     check_dtypes(x.dtype, dw.dtype, None if db is None else db.dtype)
     check_dtypes(x.dtype, pw.dtype, None if pb is None else pb.dtype, names=("x", "pointwise_weight"))
     dw, pw, db, pb = _on_device_of(x, dw, pw, db, pb)
-    operands = [da.from_array(value, chunks=-1, asarray=False) for value in (dw, pw, db, pb) if value is not None]
+    operands = [value for value in (dw, pw, db, pb) if value is not None]
     return _tiled(x.rechunk({channel_axis: -1}), spec, _separable_block, [operands], [pointwise.out_channels],
                   has_biases=(db is not None, pb is not None), depthwise_activation=spec.activation,
                   activation=pointwise.activation, layout=layout, threads=int(threads_per_task))
@@ -142,8 +140,6 @@ def _host_or_device(value):
 
 def _convolve(x, weight, bias, stride, padding, dilation, groups, padding_mode, activation, layout, algorithm,
               threads_per_task):
-    import dask.array as da
-
     _require_dask_array(x)
     weight, bias = _host_or_device(weight), _host_or_device(bias)
     _check_threads(threads_per_task)
@@ -161,8 +157,7 @@ def _convolve(x, weight, bias, stride, padding, dilation, groups, padding_mode, 
         first, count = start // per_group, size // per_group
         outputs = slice(first * cog, (first + count) * cog)
         # the weight (and bias) of this chunk's groups: one block each, so every task gets it whole
-        operands.append([da.from_array(part[outputs], chunks=-1, asarray=False)
-                         for part in ((weight,) if bias is None else (weight, bias))])
+        operands.append([part[outputs] for part in ((weight,) if bias is None else (weight, bias))])
         out_channels.append(count * cog)
         start += size
     return _tiled(x, spec, _block, operands, out_channels, channels_per_group=per_group, has_bias=bias is not None,
@@ -268,8 +263,9 @@ def _tiled(x, spec, block, operands_by_chunk, out_channels_by_chunk, **options):
     """The lazy output: one task per output block (batch chunk x channel chunk x row block x column block)
     that copies its window from the pieces of the input chunks holding it (each piece cut on the worker that
     holds its chunk, so only halos travel), the border by ``padding_mode``, and runs ``block(window,
-    *operands, **options)``.  ``operands_by_chunk``: per channel chunk of ``x``, the one-chunk Dask arrays
-    (weights, biases) its tasks read -- one graph key each, whatever the number of tasks."""
+    *operands, **options)``.  ``operands_by_chunk``: per channel chunk of ``x``, the arrays in memory
+    (weights, biases) its tasks read -- together one graph key, whatever the number of tasks (a cluster
+    sends it to each worker once)."""
     import operator
     from functools import partial
 
@@ -284,15 +280,15 @@ def _tiled(x, spec, block, operands_by_chunk, out_channels_by_chunk, **options):
                         spec.dilation[0], spec.kernel_height, spec.padding_mode)
     columns = _axis_blocks(x.chunks[column_axis], spec.in_width, left, spec.out_width, spec.stride[1],
                            spec.dilation[1], spec.kernel_width, spec.padding_mode)
-    token = tokenize(x, spec, block.__name__, [[o.name for o in ops] for ops in operands_by_chunk],
-                     out_channels_by_chunk, sorted(options.items()))
+    token = tokenize(x, spec, block.__name__, operands_by_chunk, out_channels_by_chunk, sorted(options.items()))
     name, bundle_name = f"numbaconv-{block.__name__.strip('_')}-{token}", f"numbaconv-halos-{token}"
+    operands_name = f"numbaconv-weights-{token}"
     module = type(x._meta).__module__.split(".")[0]
     layer: dict = {}
     cuts: dict = {}  # per input chunk, the pieces its neighbours' windows need: {box: position in its bundle}
     for n, images in enumerate(x.chunks[0]):
         for c, channels in enumerate(x.chunks[channel_axis]):
-            operands = [(o.name,) + (0,) * o.ndim for o in operands_by_chunk[c]]
+            operands = (operands_name, c)
             for i, (_, _, height, row_stride, row_dilation, row_reads) in enumerate(rows):
                 for j, (_, _, width, column_stride, column_dilation, column_reads) in enumerate(columns):
                     pieces, parts = [], []
@@ -318,7 +314,7 @@ def _tiled(x, spec, block, operands_by_chunk, out_channels_by_chunk, **options):
                                    stride=(row_stride, column_stride), dilation=(row_dilation, column_dilation),
                                    **options)
                     index = [n, c, i, j] if layout == "NCHW" else [n, i, j, c]
-                    layer[(name, *index)] = (task, pieces, *operands)
+                    layer[(name, *index)] = (task, pieces, operands)
     # one task per input chunk cuts every piece its neighbours need (copies: a bundle never pins its chunk)
     for index, boxes in cuts.items():
         layer[(bundle_name, *index)] = (_cut, (x.name, *index), row_axis, tuple(boxes))
@@ -326,7 +322,9 @@ def _tiled(x, spec, block, operands_by_chunk, out_channels_by_chunk, **options):
                   tuple(o1 - o0 for o0, o1, *_ in columns)]
     if layout == "NHWC":
         out_chunks = [out_chunks[0], out_chunks[2], out_chunks[3], out_chunks[1]]
-    dependencies = [x] + [o for ops in operands_by_chunk for o in ops]
+    for c, values in enumerate(operands_by_chunk):  # each channel chunk's weights and biases: one key
+        layer[(operands_name, c)] = (tuple, list(values))
+    dependencies = [x]
     graph = HighLevelGraph.from_collections(name, layer, dependencies=dependencies)
     return da.Array(graph, name, tuple(out_chunks), meta=x._meta)
 
@@ -336,7 +334,7 @@ def _cut(chunk, row_axis: int, boxes):
     return tuple(chunk[_index(row_axis, slice(lo, hi), slice(first, last))].copy() for lo, hi, first, last in boxes)
 
 
-def _window_task(block, module: str, dtype: str, shape, row_axis: int, rows, columns, parts, pieces, *operands,
+def _window_task(block, module: str, dtype: str, shape, row_axis: int, rows, columns, parts, pieces, operands,
                  **options):
     """One task: the window copied from its pieces (``pieces[a][b]``: an input chunk, or the bundle of pieces
     cut from one, ``parts[a][b]`` saying which; None where zero padding holds zeros), then
