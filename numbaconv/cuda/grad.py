@@ -31,7 +31,7 @@ from numba import cuda, float32, float64, int64
 
 from .. import arrays
 from ..spec import ConvSpec, check_dtypes
-from . import launch, launches, run
+from . import fastlaunch, launch, launches, run
 from .epilogue import advance, digits, unravel
 from .launch import (GRAD_BLOCK, GRAD_CHANNELS, GRAD_DEPTH, GRAD_PIXELS, GRAD_THREAD_CHANNELS, GRAD_THREAD_DEPTH,
                      REDUCE_THREADS)
@@ -336,13 +336,13 @@ def grad_input(input_shape, weight, grad_output, stride, padding, dilation, grou
         upsampled = cuda.device_array((spec.batch, spec.out_channels, (spec.out_height - 1) * sh + 1,
                                        (spec.out_width - 1) * sw + 1), dtype, stream=launch_stream)
         grid, block = launch.elements(upsampled.size)
-        upsample[grid, block, launch_stream](gy, upsampled, sh, sw)
+        fastlaunch.launch(upsample, grid, block, launch_stream, gy, upsampled, sh, sw)
         gy = upsampled
     cog = spec.out_channels_per_group
     transposed = cuda.device_array((spec.in_channels, cog, spec.kernel_height, spec.kernel_width), dtype,
                                    stream=launch_stream)
     grid, block = launch.elements(transposed.size)
-    flip_transpose[grid, block, launch_stream](dw, transposed, spec.groups)
+    fastlaunch.launch(flip_transpose, grid, block, launch_stream, dw, transposed, spec.groups)
     extent_h = (spec.kernel_height - 1) * spec.dilation[0] + 1
     extent_w = (spec.kernel_width - 1) * spec.dilation[1] + 1
     full = run.conv2d(gy, transposed, None, 1, (extent_h - 1, extent_w - 1), spec.dilation, spec.groups,
@@ -352,7 +352,7 @@ def grad_input(input_shape, weight, grad_output, stride, padding, dilation, grou
               for t in (*_sources(arrays.kernel_reads(caller_spec, 0), caller_spec.in_height),
                         *_sources(arrays.kernel_reads(caller_spec, 1), caller_spec.in_width))]
     grid, block = launch.elements(out.size)
-    fold[grid, block, launch_stream](full, out, *tables)
+    fastlaunch.launch(fold, grid, block, launch_stream, full, out, *tables)
     return run._wrap_like(result, grad_output)
 
 
@@ -378,16 +378,16 @@ def grad_weight(x, weight_shape, grad_output, stride, padding, dilation, groups,
     if spec.is_depthwise:
         count, piece = launch.reduction_pieces(length, spec.out_channels * taps)
         pieces = cuda.device_array((count, spec.out_channels * taps), np.float64, stream=launch_stream)
-        depthwise_weight[(count * spec.out_channels, taps), REDUCE_THREADS, launch_stream](
-            xv, gy, pieces, spec.channel_multiplier, *spec.stride, pad_top, pad_left, *spec.dilation,
-            spec.kernel_width, piece)
+        fastlaunch.launch(depthwise_weight, (count * spec.out_channels, taps), REDUCE_THREADS, launch_stream,
+                          xv, gy, pieces, spec.channel_multiplier, *spec.stride, pad_top, pad_left, *spec.dilation,
+                          spec.kernel_width, piece)
     else:
         tiles = (spec.groups * math.ceil(depth / GRAD_DEPTH), math.ceil(spec.out_channels_per_group / GRAD_CHANNELS))
         count, piece = launch.reduction_pieces(length, tiles[0] * tiles[1])
         pieces = cuda.device_array((count, spec.out_channels, depth), np.float64, stream=launch_stream)
-        WEIGHT_GEMM[dtype.name][(count * tiles[0], tiles[1]), GRAD_BLOCK, launch_stream](
-            xv, gy, pieces, spec.groups, *spec.stride, pad_top, pad_left, *spec.dilation, spec.kernel_height,
-            spec.kernel_width, piece)
+        fastlaunch.launch(WEIGHT_GEMM[dtype.name], (count * tiles[0], tiles[1]), GRAD_BLOCK, launch_stream,
+                          xv, gy, pieces, spec.groups, *spec.stride, pad_top, pad_left, *spec.dilation,
+                          spec.kernel_height, spec.kernel_width, piece)
     result = cuda.device_array(shape, dtype, stream=launch_stream)
     _add_pieces(pieces.reshape(count, spec.out_channels * depth), result.reshape(result.size), launch_stream)
     return run._wrap_like(result, x)
@@ -414,7 +414,7 @@ def grad_bias(grad_output, layout, stream=None):
         return run._wrap_like(_zeros((channels,), dtype, launch_stream), grad_output)
     count, piece = launch.reduction_pieces(length, channels)
     pieces = cuda.device_array((count, channels), np.float64, stream=launch_stream)
-    channel_sums[count * channels, REDUCE_THREADS, launch_stream](gy, pieces, piece)
+    fastlaunch.launch(channel_sums, count * channels, REDUCE_THREADS, launch_stream, gy, pieces, piece)
     result = cuda.device_array(channels, dtype, stream=launch_stream)
     _add_pieces(pieces, result, launch_stream)
     return run._wrap_like(result, grad_output)
@@ -422,4 +422,4 @@ def grad_bias(grad_output, layout, stream=None):
 
 def _add_pieces(pieces, flat_out, stream):
     grid, block = launch.elements(flat_out.size)
-    add_pieces[grid, block, stream](pieces, flat_out)
+    fastlaunch.launch(add_pieces, grid, block, stream, pieces, flat_out)
