@@ -232,41 +232,71 @@ def band_input(x: np.ndarray, spec: ConvSpec, images: slice, first_row: int, row
     return band, _take(x, positions, 2 if layout == "NCHW" else 1)
 
 
-def padded_band(x: np.ndarray, spec: ConvSpec, first: int, rows: int, layout: str = "NCHW") -> np.ndarray:
-    """Rows ``[first, first + rows)`` of x padded as a whole by ``spec.padding_mode`` (``first`` counted in the
-    padded input's rows, every column padded), as a new C-contiguous array: what `pad_input` (NCHW) or
-    `pad_input_nhwc` gives for those rows, without padding the whole input first.  x batched in ``layout``."""
+# A copy along one axis is made of slices while it forms at most this many runs of a constant step; beyond
+# it (positions scattered by a large stride or dilation) of one gather
+MAX_RUNS = 8
+
+
+def segments(destination: np.ndarray, source: np.ndarray) -> list:
+    """``destination[i] <- source[i]`` (int arrays, ``destination`` increasing) as ``(destination, source)``
+    pairs of slices (runs of consecutive destinations and a constant non-zero source step), or one pair of
+    index arrays (a gather) where they would be more than `MAX_RUNS` runs."""
+    if len(destination) == 0:
+        return []
+    step_d, step_s = np.diff(destination), np.diff(source)
+    breaks = (step_d != 1) | (step_s == 0)
+    breaks[1:] |= step_s[1:] != step_s[:-1]
+    starts = np.concatenate(([0], np.flatnonzero(breaks) + 1))
+    if len(starts) > MAX_RUNS:
+        return [(destination, source)]
+    runs = []
+    for first, last in zip(starts, np.append(starts[1:], len(destination)) - 1):
+        d0, s0, count = int(destination[first]), int(source[first]), int(last - first + 1)
+        step = int(source[first + 1] - source[first]) if count > 1 else 1
+        stop = s0 + count * step
+        runs.append((slice(d0, d0 + count), slice(s0, stop if stop >= 0 else None, step)))
+    return runs
+
+
+def block_index(row_axis: int, rows, columns) -> tuple:
+    """The 4-D index of ``rows`` x ``columns`` (slices or index arrays) on the adjacent row and column axes."""
+    if not isinstance(rows, slice) and not isinstance(columns, slice):
+        rows, columns = rows[:, None], columns[None, :]
+    index: list = [slice(None)] * 4
+    index[row_axis], index[row_axis + 1] = rows, columns
+    return tuple(index)
+
+
+def padded_window(x: np.ndarray, spec: ConvSpec, first_row: int, rows: int, first_column: int, columns: int,
+                  layout: str = "NCHW") -> np.ndarray:
+    """Rows ``[first_row, first_row + rows)`` x columns ``[first_column, first_column + columns)`` of x padded
+    as a whole by ``spec.padding_mode`` (counted in the padded input's rows and columns), as a new
+    C-contiguous array: what `pad_input` (NCHW) or `pad_input_nhwc` gives for that window, without padding
+    the whole input.  x batched in ``layout``, any strides."""
     row_axis = 2 if layout == "NCHW" else 1
-    top, _, left, right = spec.padding
-    width = spec.in_width
+    top, _, left, _ = spec.padding
     shape = list(x.shape)
-    shape[row_axis], shape[row_axis + 1] = rows, width + left + right
-    band = np.empty(shape, x.dtype)
-    positions = padded_reads(np.arange(first - top, first - top + rows, dtype=np.int64), spec.in_height,
-                             spec.padding_mode)
-    inner: list = [slice(None)] * 4
-    inner[row_axis + 1] = slice(left, left + width)
-    # each run of consecutive input rows is one slice copy (the border's reflected rows one each)
-    start = 0
-    while start < rows:
-        stop = start + 1
-        while stop < rows and positions[stop - 1] >= 0 and positions[stop] == positions[stop - 1] + 1:
-            stop += 1
-        target, source = list(inner), [slice(None)] * 4
-        target[row_axis] = slice(start, stop)
-        source[row_axis] = slice(positions[start], positions[start] + stop - start)
-        if positions[start] < 0:  # zero padding's rows
-            band[tuple(target)] = 0
-        else:
-            band[tuple(target)] = x[tuple(source)]
-        start = stop
-    if left or right:  # the border columns, from the band's own inner columns
-        columns = padded_reads(np.arange(-left, width + right, dtype=np.int64), width, spec.padding_mode)
-        border = np.concatenate((np.arange(left), np.arange(left + width, left + width + right)))
-        target, source = [slice(None)] * 4, [slice(None)] * 4
-        target[row_axis + 1], source[row_axis + 1] = border, left + columns[border]
-        band[tuple(target)] = 0 if spec.padding_mode == "zeros" else band[tuple(source)]
-    return band
+    shape[row_axis], shape[row_axis + 1] = rows, columns
+    window = np.empty(shape, x.dtype)
+    row_sources = padded_reads(np.arange(first_row - top, first_row - top + rows, dtype=np.int64), spec.in_height,
+                               spec.padding_mode)
+    column_sources = padded_reads(np.arange(first_column - left, first_column - left + columns, dtype=np.int64),
+                                  spec.in_width, spec.padding_mode)
+    row_inside, column_inside = np.flatnonzero(row_sources >= 0), np.flatnonzero(column_sources >= 0)
+    for row_target, row_source in segments(row_inside, row_sources[row_inside]):
+        for column_target, column_source in segments(column_inside, column_sources[column_inside]):
+            window[block_index(row_axis, row_target, column_target)] = \
+                x[block_index(row_axis, row_source, column_source)]
+    if len(row_inside) < rows:  # zero padding's rows and columns
+        window[block_index(row_axis, np.flatnonzero(row_sources < 0), slice(None))] = 0
+    if len(column_inside) < columns:
+        window[block_index(row_axis, slice(None), np.flatnonzero(column_sources < 0))] = 0
+    return window
+
+
+def padded_band(x: np.ndarray, spec: ConvSpec, first: int, rows: int, layout: str = "NCHW") -> np.ndarray:
+    """Rows ``[first, first + rows)`` of x padded as a whole (every column): `padded_window` of a band."""
+    return padded_window(x, spec, first, rows, 0, spec.in_width + spec.padding[2] + spec.padding[3], layout)
 
 
 def kernel_input(x: np.ndarray, spec: ConvSpec, layout: str = "NCHW") -> tuple[ConvSpec, np.ndarray]:

@@ -181,9 +181,6 @@ def _on_device_of(x, *values):
 
 # ---- windows: which input rows (columns) each output block reads, and how they are copied -------------------
 
-# An axis's reads from one chunk are copied as slices while they form at most this many runs of a constant step;
-# beyond it (reads scattered by a large stride or dilation) as one gather
-MAX_RUNS = 8
 
 
 def _axis_blocks(chunks: tuple[int, ...], size: int, before: int, out_size: int, stride: int, dilation: int,
@@ -233,30 +230,12 @@ def _reads(sources: np.ndarray, ends: np.ndarray):
     for chunk in np.unique(chunk_of):
         destination = np.flatnonzero(chunk_of == chunk)
         if chunk < 0:  # zeros: only the destination matters
-            reads.append((-1, (0, 0), _segments(destination, destination)))
+            reads.append((-1, (0, 0), arrays.segments(destination, destination)))
             continue
         source = sources[destination] - (ends[chunk - 1] if chunk else 0)
         lo, hi = int(source.min()), int(source.max()) + 1
-        reads.append((int(chunk), (lo, hi), _segments(destination, source - lo)))
+        reads.append((int(chunk), (lo, hi), arrays.segments(destination, source - lo)))
     return reads
-
-
-def _segments(destination: np.ndarray, source: np.ndarray):
-    """``destination[i] <- source[i]`` as runs that are slices on both sides (consecutive destinations, a
-    constant non-zero source step), or one gather where they would be more than `MAX_RUNS` runs."""
-    step_d, step_s = np.diff(destination), np.diff(source)
-    breaks = (step_d != 1) | (step_s == 0)
-    breaks[1:] |= step_s[1:] != step_s[:-1]
-    starts = np.concatenate(([0], np.flatnonzero(breaks) + 1))
-    if len(starts) > MAX_RUNS:
-        return [(destination, source)]
-    segments = []
-    for first, last in zip(starts, np.append(starts[1:], len(destination)) - 1):
-        d0, s0, count = int(destination[first]), int(source[first]), int(last - first + 1)
-        step = int(source[first + 1] - source[first]) if count > 1 else 1
-        stop = s0 + count * step
-        segments.append((slice(d0, d0 + count), slice(s0, stop if stop >= 0 else None, step)))
-    return segments
 
 
 def _tiled(x, spec, block, operands_by_chunk, out_channels_by_chunk, **options):
@@ -331,7 +310,8 @@ def _tiled(x, spec, block, operands_by_chunk, out_channels_by_chunk, **options):
 
 def _cut(chunk, row_axis: int, boxes):
     """The pieces ``(row0, row1, column0, column1)`` of ``chunk`` that neighbouring windows read, copied."""
-    return tuple(chunk[_index(row_axis, slice(lo, hi), slice(first, last))].copy() for lo, hi, first, last in boxes)
+    return tuple(chunk[arrays.block_index(row_axis, slice(lo, hi), slice(first, last))].copy()
+                 for lo, hi, first, last in boxes)
 
 
 def _window_task(block, module: str, dtype: str, shape, row_axis: int, rows, columns, parts, pieces, operands,
@@ -350,8 +330,8 @@ def _window_task(block, module: str, dtype: str, shape, row_axis: int, rows, col
             piece = pieces[a][b] if parts[a][b] is None else pieces[a][b][parts[a][b]]
             for row_destination, row_source in row_segments:
                 for column_destination, column_source in column_segments:
-                    target = _index(row_axis, row_destination, column_destination)
-                    window[target] = 0 if piece is None else piece[_index(row_axis, row_source, column_source)]
+                    target = arrays.block_index(row_axis, row_destination, column_destination)
+                    window[target] = 0 if piece is None else piece[arrays.block_index(row_axis, row_source, column_source)]
     result = block(window, *operands, **options)
     # the window's buffer is this thread's next window: never hand it out (no kernel returns its input, but a
     # cheap check keeps it so)
@@ -397,15 +377,6 @@ def release_buffers() -> int:
             buffer, holder.buffer = holder.buffer, None  # a task using it keeps its own reference
             released += 0 if buffer is None else buffer.nbytes
     return released
-
-
-def _index(row_axis: int, rows, columns) -> tuple:
-    """The 4-D index of ``rows`` x ``columns`` (slices or index arrays) on the adjacent row and column axes."""
-    if not isinstance(rows, slice) and not isinstance(columns, slice):
-        rows, columns = rows[:, None], columns[None, :]
-    index: list = [slice(None)] * 4
-    index[row_axis], index[row_axis + 1] = rows, columns
-    return tuple(index)
 
 
 def _whole_groups(x, axis: int, per_group: int):

@@ -81,25 +81,42 @@ def _run_grouped(spec, x, weight, bias, out):
 
 
 def _run_depthwise(spec, x, weight, bias, out):
-    if spec.padding_mode == "zeros":
-        x = np.ascontiguousarray(x)  # zero padding is applied inside the kernel
-        pad_top, pad_left = spec.padding[0], spec.padding[2]
-    else:
-        x = arrays.pad_input(x, spec)
-        pad_top = pad_left = 0
-    cpu_depthwise.run_nchw(x, weight, bias, out, spec.channel_multiplier, spec.stride, spec.dilation,
-                           pad_top, pad_left, spec.activation_code)
+    _depthwise_padded(spec, x, weight, bias, out, cpu_depthwise.run_nchw, "NCHW")
 
 
 def _run_depthwise_nhwc(spec, x, weight, bias, out):
-    if spec.padding_mode == "zeros":
-        x = np.ascontiguousarray(x)  # zero padding is applied inside the kernel (border taps skipped)
-        pad_top, pad_left = spec.padding[0], spec.padding[2]
+    _depthwise_padded(spec, x, weight, bias, out, cpu_depthwise.run_nhwc, "NHWC")
+
+
+def _depthwise_padded(spec, x, weight, bias, out, run, layout: str) -> None:
+    """The depthwise kernel ``run`` (NCHW or NHWC) under any padding mode.  Zero padding is applied inside the
+    kernel (border taps skipped).  Other modes: where the outputs that read the padding are a thin border
+    (`ConvSpec.border_regions`), the whole output is computed with zero padding straight from x, then each
+    border rectangle again from its padded window (`arrays.padded_window`) -- no padded copy of the input;
+    else x is padded as a whole first."""
+    args = (spec.channel_multiplier, spec.stride, spec.dilation)
+    regions = None if spec.padding_mode == "zeros" else spec.border_regions
+    if spec.padding_mode == "zeros" or regions is not None:
+        x = np.ascontiguousarray(x)
+        run(x, weight, bias, out, *args, spec.padding[0], spec.padding[2], spec.activation_code)
     else:
-        x = arrays.pad_input_nhwc(x, spec)
-        pad_top = pad_left = 0
-    cpu_depthwise.run_nhwc(x, weight, bias, out, spec.channel_multiplier, spec.stride, spec.dilation,
-                           pad_top, pad_left, spec.activation_code)
+        x = arrays.pad_input(x, spec) if layout == "NCHW" else arrays.pad_input_nhwc(x, spec)
+        run(x, weight, bias, out, *args, 0, 0, spec.activation_code)
+        return
+    span_h = (spec.kernel_height - 1) * spec.dilation[0] + 1
+    span_w = (spec.kernel_width - 1) * spec.dilation[1] + 1
+    sh, sw = spec.stride
+    for r0, r1, c0, c1 in regions or ():
+        window = arrays.padded_window(x, spec, r0 * sh, (r1 - r0 - 1) * sh + span_h, c0 * sw,
+                                      (c1 - c0 - 1) * sw + span_w, layout)
+        if layout == "NCHW":
+            piece = np.empty((out.shape[0], out.shape[1], r1 - r0, c1 - c0), out.dtype)
+            run(window, weight, bias, piece, *args, 0, 0, spec.activation_code)
+            out[:, :, r0:r1, c0:c1] = piece
+        else:
+            piece = np.empty((out.shape[0], r1 - r0, c1 - c0, out.shape[3]), out.dtype)
+            run(window, weight, bias, piece, *args, 0, 0, spec.activation_code)
+            out[:, r0:r1, c0:c1] = piece
 
 
 def _run_reference(spec, x, weight, bias, out):

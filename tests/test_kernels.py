@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import DTYPES, MEMORY_LAYOUTS, assert_matches_reference, with_memory_layout
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import numbaconv
@@ -313,3 +313,58 @@ def test_depthwise_register_tiles_dtypes_and_dilation(rng, monkeypatch, dtype, d
         x, weight, bias = random_problem(rng, 1, channels, channels, channels, (kernel, kernel), (size, size), dtype)
         kwargs = dict(stride=stride, padding=kernel // 2 * dilation, dilation=dilation, groups=channels)
         assert_matches_reference(conv2d_in_layout(x, weight, bias, layout, **kwargs), x, weight, bias, **kwargs)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.data())
+def test_depthwise_border_recomputed_from_its_padded_window(data):
+    """Depthwise layers under a reflect/replicate/circular border by ConvSpec.border_regions' path (the
+    zero-padded pass over the whole output, then each border rectangle from its padded window; its size rule
+    relaxed here so that small planes take it) against the reference: strides, dilations, 'same' padding,
+    multipliers, both layouts and dtypes, non-contiguous inputs."""
+    from numbaconv import spec as spec_module
+
+    mode = data.draw(st.sampled_from(["reflect", "replicate", "circular"]))
+    layout = data.draw(st.sampled_from(["NCHW", "NHWC"]))
+    dtype = data.draw(st.sampled_from(DTYPES))
+    kernel = (data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5)))
+    stride = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    dilation = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    same = all(s == 1 for s in stride) and data.draw(st.booleans())
+    padding = "same" if same else tuple(data.draw(st.integers(0, 2)) for _ in kernel)
+    channels, multiplier = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 2))
+    height, width = data.draw(st.integers(24, 48)), data.draw(st.integers(24, 48))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    x = rng.standard_normal((data.draw(st.integers(1, 2)), channels, height, width)).astype(dtype)
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    if data.draw(st.booleans()):
+        x = np.repeat(x, 2, axis=0)[::2]  # a non-contiguous view
+    weight = rng.standard_normal((channels * multiplier, 1) + kernel).astype(dtype)
+    bias = rng.standard_normal(channels * multiplier).astype(dtype)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=channels, padding_mode=mode)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(spec_module, "BORDER_SHARE", 2)
+        spec = numbaconv.plan(x.shape, weight.shape, True, dtype=dtype, layout=layout, **kwargs).spec
+        bordered = spec.border_regions is not None
+        got = numbaconv.conv2d(x, weight, bias, layout=layout, **kwargs)
+    nchw = x if layout == "NCHW" else x.transpose(0, 3, 1, 2)
+    assert_matches_reference(got if layout == "NCHW" else got.transpose(0, 3, 1, 2), nchw, weight, bias, **kwargs)
+    assert bordered or not spec.has_padding  # the path under test ran
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_depthwise_border_path_at_its_own_size_rule(rng, mode, layout):
+    """A 512 x 600 plane takes the border path by the default rule; small planes pad the whole input."""
+    x = rng.standard_normal((1, 2, 512, 600)).astype(np.float32)
+    weight = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    kwargs = dict(padding=1, groups=2, padding_mode=mode)
+    assert numbaconv.plan(x.shape, weight.shape, dtype=np.float32, **kwargs).spec.border_regions
+    assert numbaconv.plan((1, 2, 64, 64), weight.shape, dtype=np.float32, **kwargs).spec.border_regions is None
+    if layout == "NHWC":
+        got = numbaconv.conv2d(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), weight, layout="NHWC", **kwargs)
+        got = got.transpose(0, 3, 1, 2)
+    else:
+        got = numbaconv.conv2d(x, weight, **kwargs)
+    assert_matches_reference(got, x, weight, **kwargs)

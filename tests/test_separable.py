@@ -155,9 +155,10 @@ def test_random_configurations(data):
 
 
 @given(st.data())
-def test_a_padded_band_is_the_whole_padded_input_cut(data):
-    """arrays.padded_band (the fused path's rows for a non-zero padding mode, padded as they are cut) equals the
-    same rows of the input padded as a whole, for every mode, layout, padding and band; x left untouched."""
+def test_a_padded_window_is_the_whole_padded_input_cut(data):
+    """arrays.padded_band and padded_window (a non-zero padding mode's rows or window, padded as they are cut)
+    equal the same part of the input padded as a whole, for every mode, layout, padding, band and window;
+    x left untouched."""
     from numbaconv import arrays
     from numbaconv.spec import ConvSpec
 
@@ -175,12 +176,19 @@ def test_a_padded_band_is_the_whole_padded_input_cut(data):
     spec = ConvSpec.from_shapes(x.shape, weight_shape, None, padding=padding, groups=channels, dtype=np.float64,
                                 padding_mode=mode, layout=layout)
     whole = arrays.pad_input_nhwc(x, spec) if layout == "NHWC" else arrays.pad_input(arrays.to_nchw(x, spec), spec)
-    padded_height = height + 2 * padding[0]
+    padded_height, padded_width = height + 2 * padding[0], width + 2 * padding[1]
     first = data.draw(st.integers(0, padded_height - 1))
     rows = data.draw(st.integers(1, padded_height - first))
     before = x.copy()
-    band = arrays.padded_band(x, spec, first, rows, layout)
-    expected = whole[:, first:first + rows] if layout == "NHWC" else whole[:, :, first:first + rows]
+    if data.draw(st.booleans()):  # a band of rows
+        band = arrays.padded_band(x, spec, first, rows, layout)
+        first_column, columns = 0, padded_width
+    else:  # a window of rows and columns
+        first_column = data.draw(st.integers(0, padded_width - 1))
+        columns = data.draw(st.integers(1, padded_width - first_column))
+        band = arrays.padded_window(x, spec, first, rows, first_column, columns, layout)
+    window = (slice(None), slice(first, first + rows), slice(first_column, first_column + columns))
+    expected = whole[window] if layout == "NHWC" else whole[(slice(None),) + window]
     assert band.flags.c_contiguous
     np.testing.assert_array_equal(band, expected)
     np.testing.assert_array_equal(x, before)
