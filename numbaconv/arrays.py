@@ -294,6 +294,21 @@ def padded_window(x: np.ndarray, spec: ConvSpec, first_row: int, rows: int, firs
     return window
 
 
+def padding_copy_elements(spec: ConvSpec) -> int:
+    """Elements of temporaries a kernel that applies zero padding itself needs for another padding mode: the
+    largest border rectangle's padded window and result (`ConvSpec.border_regions`, one at a time), else the
+    whole padded input; none under zero padding."""
+    if spec.padding_mode == "zeros" or not spec.has_padding:
+        return 0
+    if spec.border_regions is None:
+        return spec.padded_elements
+    span_h = (spec.kernel_height - 1) * spec.dilation[0] + 1
+    span_w = (spec.kernel_width - 1) * spec.dilation[1] + 1
+    return spec.batch * max(((r1 - r0 - 1) * spec.stride[0] + span_h) * ((c1 - c0 - 1) * spec.stride[1] + span_w)
+                            * spec.in_channels + (r1 - r0) * (c1 - c0) * spec.out_channels
+                            for r0, r1, c0, c1 in spec.border_regions)
+
+
 def padded_band(x: np.ndarray, spec: ConvSpec, first: int, rows: int, layout: str = "NCHW") -> np.ndarray:
     """Rows ``[first, first + rows)`` of x padded as a whole (every column): `padded_window` of a band."""
     return padded_window(x, spec, first, rows, 0, spec.in_width + spec.padding[2] + spec.padding[3], layout)

@@ -12,7 +12,7 @@ the same families when the data is on the GPU.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numba
@@ -81,42 +81,58 @@ def _run_grouped(spec, x, weight, bias, out):
 
 
 def _run_depthwise(spec, x, weight, bias, out):
-    _depthwise_padded(spec, x, weight, bias, out, cpu_depthwise.run_nchw, "NCHW")
+    if spec.padding_mode == "zeros":
+        x = np.ascontiguousarray(x)  # zero padding is applied inside the kernel
+        pad_top, pad_left = spec.padding[0], spec.padding[2]
+    else:
+        x = arrays.pad_input(x, spec)
+        pad_top = pad_left = 0
+    cpu_depthwise.run_nchw(x, weight, bias, out, spec.channel_multiplier, spec.stride, spec.dilation,
+                           pad_top, pad_left, spec.activation_code)
 
 
 def _run_depthwise_nhwc(spec, x, weight, bias, out):
-    _depthwise_padded(spec, x, weight, bias, out, cpu_depthwise.run_nhwc, "NHWC")
-
-
-def _depthwise_padded(spec, x, weight, bias, out, run, layout: str) -> None:
-    """The depthwise kernel ``run`` (NCHW or NHWC) under any padding mode.  Zero padding is applied inside the
-    kernel (border taps skipped).  Other modes: where the outputs that read the padding are a thin border
-    (`ConvSpec.border_regions`), the whole output is computed with zero padding straight from x, then each
-    border rectangle again from its padded window (`arrays.padded_window`) -- no padded copy of the input;
-    else x is padded as a whole first."""
-    args = (spec.channel_multiplier, spec.stride, spec.dilation)
-    regions = None if spec.padding_mode == "zeros" else spec.border_regions
-    if spec.padding_mode == "zeros" or regions is not None:
-        x = np.ascontiguousarray(x)
-        run(x, weight, bias, out, *args, spec.padding[0], spec.padding[2], spec.activation_code)
+    if spec.padding_mode == "zeros":
+        x = np.ascontiguousarray(x)  # zero padding is applied inside the kernel (border taps skipped)
+        pad_top, pad_left = spec.padding[0], spec.padding[2]
     else:
-        x = arrays.pad_input(x, spec) if layout == "NCHW" else arrays.pad_input_nhwc(x, spec)
-        run(x, weight, bias, out, *args, 0, 0, spec.activation_code)
-        return
-    span_h = (spec.kernel_height - 1) * spec.dilation[0] + 1
-    span_w = (spec.kernel_width - 1) * spec.dilation[1] + 1
-    sh, sw = spec.stride
-    for r0, r1, c0, c1 in regions or ():
-        window = arrays.padded_window(x, spec, r0 * sh, (r1 - r0 - 1) * sh + span_h, c0 * sw,
-                                      (c1 - c0 - 1) * sw + span_w, layout)
-        if layout == "NCHW":
-            piece = np.empty((out.shape[0], out.shape[1], r1 - r0, c1 - c0), out.dtype)
-            run(window, weight, bias, piece, *args, 0, 0, spec.activation_code)
-            out[:, :, r0:r1, c0:c1] = piece
-        else:
-            piece = np.empty((out.shape[0], r1 - r0, c1 - c0, out.shape[3]), out.dtype)
-            run(window, weight, bias, piece, *args, 0, 0, spec.activation_code)
-            out[:, r0:r1, c0:c1] = piece
+        x = arrays.pad_input_nhwc(x, spec)
+        pad_top = pad_left = 0
+    cpu_depthwise.run_nhwc(x, weight, bias, out, spec.channel_multiplier, spec.stride, spec.dilation,
+                           pad_top, pad_left, spec.activation_code)
+
+
+def _bordered(run: Callable, layout: str) -> Callable:
+    """``run`` (a kernel that applies zero padding itself and pads the whole input for the other modes) for
+    any padding mode.  Where the outputs that read a reflect/replicate/circular border are a thin frame
+    (`ConvSpec.border_regions`: large planes), the whole output is computed with zero padding straight from
+    x, then each border rectangle again from its padded window (`arrays.padded_window`): no padded copy of
+    the input.  Else ``run`` as it is."""
+
+    def bordered(spec, x, weight, bias, out):
+        regions = None if spec.padding_mode == "zeros" else spec.border_regions
+        if regions is None:
+            run(spec, x, weight, bias, out)
+            return
+        run(replace(spec, padding_mode="zeros"), x, weight, bias, out)
+        span_h = (spec.kernel_height - 1) * spec.dilation[0] + 1
+        span_w = (spec.kernel_width - 1) * spec.dilation[1] + 1
+        sh, sw = spec.stride
+        for r0, r1, c0, c1 in regions:
+            rows, columns = (r1 - r0 - 1) * sh + span_h, (c1 - c0 - 1) * sw + span_w
+            window = arrays.padded_window(x, spec, r0 * sh, rows, c0 * sw, columns, layout)
+            part = replace(spec, in_height=rows, in_width=columns, padding=(0, 0, 0, 0), padding_mode="zeros")
+            if layout == "NCHW":
+                piece = np.empty((out.shape[0], out.shape[1], r1 - r0, c1 - c0), out.dtype)
+                run(part, window, weight, bias, piece)
+                out[:, :, r0:r1, c0:c1] = piece
+            else:
+                piece = np.empty((out.shape[0], r1 - r0, c1 - c0, out.shape[3]), out.dtype)
+                run(part, window, weight, bias, piece)
+                out[:, r0:r1, c0:c1] = piece
+
+    bordered.__name__ = bordered.__qualname__ = f"bordered_{run.__name__}"
+    return bordered
 
 
 def _run_reference(spec, x, weight, bias, out):
@@ -153,7 +169,8 @@ register(Algorithm("pointwise_gemm", "cpu", "pointwise",
 register(Algorithm("depthwise", "cpu", "depthwise",
                    "planes x row bands per task; rows staged in an L1/L2 buffer with padding and stride folded in, "
                    "then every tap a unit-stride SIMD pass; channels-last: SIMD over the channels of a pixel",
-                   _needs_depthwise, _run_depthwise, _run_depthwise_nhwc, workspace=cpu_depthwise.workspace))
+                   _needs_depthwise, _bordered(_run_depthwise, "NCHW"), _bordered(_run_depthwise_nhwc, "NHWC"),
+                   workspace=cpu_depthwise.workspace))
 register(Algorithm("grouped", "cpu", "grouped",
                    "implicit GEMM per group on the padded input, 4x16 register tile; serves any convolution",
                    _any, _run_grouped, workspace=cpu_grouped.workspace))
@@ -166,7 +183,8 @@ register(Algorithm("grouped_gemm", "cpu", "grouped",
                    "prepared in L2 (padding, stride phases), taps read through offsets (no im2col), thin groups (2/4/8 "
                    "channels) a vector of whole groups with each pixel's channels rotated (no zero weights), bias and "
                    "activation fused; NCHW data transposed in and out; serves any convolution",
-                   _any, cpu_implicit.run, cpu_implicit.run_nhwc, workspace=cpu_implicit.workspace))
+                   _any, _bordered(cpu_implicit.run, "NCHW"), _bordered(cpu_implicit.run_nhwc, "NHWC"),
+                   workspace=cpu_implicit.workspace))
 register(Algorithm("reference", "cpu", "any", "the NumPy oracle (numbaconv.reference), for checking",
                    _any, _run_reference, workspace=_reference_workspace))
 

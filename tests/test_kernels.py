@@ -315,13 +315,14 @@ def test_depthwise_register_tiles_dtypes_and_dilation(rng, monkeypatch, dtype, d
         assert_matches_reference(conv2d_in_layout(x, weight, bias, layout, **kwargs), x, weight, bias, **kwargs)
 
 
-@settings(max_examples=40, deadline=None, derandomize=True)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(st.data())
-def test_depthwise_border_recomputed_from_its_padded_window(data):
-    """Depthwise layers under a reflect/replicate/circular border by ConvSpec.border_regions' path (the
-    zero-padded pass over the whole output, then each border rectangle from its padded window; its size rule
-    relaxed here so that small planes take it) against the reference: strides, dilations, 'same' padding,
-    multipliers, both layouts and dtypes, non-contiguous inputs."""
+def test_border_recomputed_from_its_padded_window(data):
+    """Depthwise and implicit-GEMM (grouped_gemm: dense and grouped) layers under a reflect/replicate/circular
+    border by ConvSpec.border_regions' path (the zero-padded pass over the whole output, then each border
+    rectangle from its padded window; its size rule relaxed here so that small planes take it) against the
+    reference: strides, dilations, 'same' padding, multipliers, both layouts and dtypes, non-contiguous
+    inputs."""
     from numbaconv import spec as spec_module
 
     mode = data.draw(st.sampled_from(["reflect", "replicate", "circular"]))
@@ -332,7 +333,9 @@ def test_depthwise_border_recomputed_from_its_padded_window(data):
     dilation = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
     same = all(s == 1 for s in stride) and data.draw(st.booleans())
     padding = "same" if same else tuple(data.draw(st.integers(0, 2)) for _ in kernel)
+    algorithm = data.draw(st.sampled_from(["depthwise", "grouped_gemm"]))
     channels, multiplier = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 2))
+    groups = channels if algorithm == "depthwise" else data.draw(st.sampled_from([1, channels]))
     height, width = data.draw(st.integers(24, 48)), data.draw(st.integers(24, 48))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     x = rng.standard_normal((data.draw(st.integers(1, 2)), channels, height, width)).astype(dtype)
@@ -340,14 +343,14 @@ def test_depthwise_border_recomputed_from_its_padded_window(data):
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     if data.draw(st.booleans()):
         x = np.repeat(x, 2, axis=0)[::2]  # a non-contiguous view
-    weight = rng.standard_normal((channels * multiplier, 1) + kernel).astype(dtype)
+    weight = rng.standard_normal((channels * multiplier, channels // groups) + kernel).astype(dtype)
     bias = rng.standard_normal(channels * multiplier).astype(dtype)
-    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=channels, padding_mode=mode)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=mode)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(spec_module, "BORDER_SHARE", 2)
         spec = numbaconv.plan(x.shape, weight.shape, True, dtype=dtype, layout=layout, **kwargs).spec
         bordered = spec.border_regions is not None
-        got = numbaconv.conv2d(x, weight, bias, layout=layout, **kwargs)
+        got = numbaconv.conv2d(x, weight, bias, layout=layout, algorithm=algorithm, **kwargs)
     nchw = x if layout == "NCHW" else x.transpose(0, 3, 1, 2)
     assert_matches_reference(got if layout == "NCHW" else got.transpose(0, 3, 1, 2), nchw, weight, bias, **kwargs)
     assert bordered or not spec.has_padding  # the path under test ran
@@ -355,11 +358,13 @@ def test_depthwise_border_recomputed_from_its_padded_window(data):
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_depthwise_border_path_at_its_own_size_rule(rng, mode, layout):
-    """A 512 x 600 plane takes the border path by the default rule; small planes pad the whole input."""
+@pytest.mark.parametrize("groups", [2, 1])
+def test_border_path_at_its_own_size_rule(rng, mode, layout, groups):
+    """A 512 x 600 plane takes the border path by the default rule (depthwise, and dense by the implicit
+    GEMM); small planes pad the whole input."""
     x = rng.standard_normal((1, 2, 512, 600)).astype(np.float32)
-    weight = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
-    kwargs = dict(padding=1, groups=2, padding_mode=mode)
+    weight = rng.standard_normal((4, 2 // groups, 3, 3)).astype(np.float32)
+    kwargs = dict(padding=1, groups=groups, padding_mode=mode)
     assert numbaconv.plan(x.shape, weight.shape, dtype=np.float32, **kwargs).spec.border_regions
     assert numbaconv.plan((1, 2, 64, 64), weight.shape, dtype=np.float32, **kwargs).spec.border_regions is None
     if layout == "NHWC":

@@ -43,7 +43,7 @@ import numba
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from ..arrays import scratch
+from ..arrays import padding_copy_elements, scratch
 from ..config import DEPTHWISE_BUFFER_ELEMENTS, DEPTHWISE_TASK_OUTPUTS, FASTMATH
 from . import packcache
 from .epilogue import activate
@@ -813,18 +813,9 @@ def nhwc_rows_per_task(n_images: int, out_height: int, out_width: int, out_chann
 
 def workspace(spec) -> int:
     """Bytes of temporaries for a C-contiguous x: none for zero padding (applied while staging; the per-task
-    staging buffers are a few tens of KiB per thread); for the other padding modes the border rectangles'
-    padded windows and results (`ConvSpec.border_regions`, one at a time), else the padded input."""
-    if spec.padding_mode == "zeros" or not spec.has_padding:
-        return 0
-    if spec.border_regions is None:
-        return spec.padded_elements * spec.dtype.itemsize
-    span_h = (spec.kernel_height - 1) * spec.dilation[0] + 1
-    span_w = (spec.kernel_width - 1) * spec.dilation[1] + 1
-    largest = max(((r1 - r0 - 1) * spec.stride[0] + span_h) * ((c1 - c0 - 1) * spec.stride[1] + span_w)
-                  * spec.in_channels + (r1 - r0) * (c1 - c0) * spec.out_channels
-                  for r0, r1, c0, c1 in spec.border_regions)
-    return spec.batch * largest * spec.dtype.itemsize
+    staging buffers are a few tens of KiB per thread); for the other padding modes the border rectangles' or
+    the whole input's padded copy (`arrays.padding_copy_elements`)."""
+    return padding_copy_elements(spec) * spec.dtype.itemsize
 
 
 def run_nchw(x, weight, bias, out, multiplier, stride, dilation, pad_top, pad_left, act):

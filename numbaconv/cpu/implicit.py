@@ -37,7 +37,7 @@ import numba
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from ..arrays import pad_input, pad_input_nhwc, scratch
+from ..arrays import pad_input, pad_input_nhwc, padding_copy_elements, scratch
 from ..config import FASTMATH, GEMM_DEPTH
 from . import packcache
 from .epilogue import bias_activation_last_inplace
@@ -514,8 +514,7 @@ def _run(spec, x, weight, bias, out, layout):
 def workspace(spec) -> int:
     """Bytes of temporaries: every thread's band of prepared input (and row for the phases), the packed
     weights, for NCHW data the channels-last result, and for a padding mode other than zeros the padded
-    input."""
+    input or its border rectangles' (`arrays.padding_copy_elements`)."""
     plan = _plan(spec)
     result = spec.batch * spec.out_channels * spec.out_height * spec.out_width
-    padded = spec.padded_elements if spec.has_padding and spec.padding_mode != "zeros" else 0
-    return (plan.buffer_size + plan.packed_size + result + padded) * spec.dtype.itemsize
+    return (plan.buffer_size + plan.packed_size + result + padding_copy_elements(spec)) * spec.dtype.itemsize
