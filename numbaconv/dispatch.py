@@ -80,26 +80,24 @@ def _run_grouped(spec, x, weight, bias, out):
     )
 
 
-def _run_depthwise(spec, x, weight, bias, out):
-    if spec.padding_mode == "zeros":
-        x = np.ascontiguousarray(x)  # zero padding is applied inside the kernel
-        pad_top, pad_left = spec.padding[0], spec.padding[2]
-    else:
-        x = arrays.pad_input(x, spec)
-        pad_top = pad_left = 0
-    cpu_depthwise.run_nchw(x, weight, bias, out, spec.channel_multiplier, spec.stride, spec.dilation,
-                           pad_top, pad_left, spec.activation_code)
+def _depthwise_runner(layout: str) -> Callable:
+    """The depthwise kernel's run for batched ``layout`` data: zero padding applied inside the kernel (border
+    taps skipped), the other modes by padding the whole input first (`_bordered` avoids that where it can)."""
+    kernel, pad = ((cpu_depthwise.run_nchw, arrays.pad_input) if layout == "NCHW"
+                   else (cpu_depthwise.run_nhwc, arrays.pad_input_nhwc))
 
+    def run(spec, x, weight, bias, out):
+        if spec.padding_mode == "zeros":
+            x = np.ascontiguousarray(x)
+            pad_top, pad_left = spec.padding[0], spec.padding[2]
+        else:
+            x = pad(x, spec)
+            pad_top = pad_left = 0
+        kernel(x, weight, bias, out, spec.channel_multiplier, spec.stride, spec.dilation, pad_top, pad_left,
+               spec.activation_code)
 
-def _run_depthwise_nhwc(spec, x, weight, bias, out):
-    if spec.padding_mode == "zeros":
-        x = np.ascontiguousarray(x)  # zero padding is applied inside the kernel (border taps skipped)
-        pad_top, pad_left = spec.padding[0], spec.padding[2]
-    else:
-        x = arrays.pad_input_nhwc(x, spec)
-        pad_top = pad_left = 0
-    cpu_depthwise.run_nhwc(x, weight, bias, out, spec.channel_multiplier, spec.stride, spec.dilation,
-                           pad_top, pad_left, spec.activation_code)
+    run.__name__ = run.__qualname__ = f"run_depthwise_{layout.lower()}"
+    return run
 
 
 def _bordered(run: Callable, layout: str) -> Callable:
@@ -169,7 +167,8 @@ register(Algorithm("pointwise_gemm", "cpu", "pointwise",
 register(Algorithm("depthwise", "cpu", "depthwise",
                    "planes x row bands per task; rows staged in an L1/L2 buffer with padding and stride folded in, "
                    "then every tap a unit-stride SIMD pass; channels-last: SIMD over the channels of a pixel",
-                   _needs_depthwise, _bordered(_run_depthwise, "NCHW"), _bordered(_run_depthwise_nhwc, "NHWC"),
+                   _needs_depthwise, _bordered(_depthwise_runner("NCHW"), "NCHW"),
+                   _bordered(_depthwise_runner("NHWC"), "NHWC"),
                    workspace=cpu_depthwise.workspace))
 register(Algorithm("grouped", "cpu", "grouped",
                    "implicit GEMM per group on the padded input, 4x16 register tile; serves any convolution",
