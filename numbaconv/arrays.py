@@ -306,7 +306,7 @@ def padding_copy_elements(spec: ConvSpec) -> int:
     span_w = (spec.kernel_width - 1) * spec.dilation[1] + 1
     return spec.batch * max(((r1 - r0 - 1) * spec.stride[0] + span_h) * ((c1 - c0 - 1) * spec.stride[1] + span_w)
                             * spec.in_channels + (r1 - r0) * (c1 - c0) * spec.out_channels
-                            for r0, r1, c0, c1 in spec.border_regions)
+                            for r0, r1, c0, c1 in spec.border_regions) if spec.border_regions else 0
 
 
 def padded_band(x: np.ndarray, spec: ConvSpec, first: int, rows: int, layout: str = "NCHW") -> np.ndarray:
