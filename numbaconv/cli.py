@@ -388,7 +388,8 @@ def main(argv=None) -> int:
     d.add_argument("--size", type=int, default=12000, help="raster height and width in pixels (default 12000)")
     d.add_argument("--channels", type=int, default=8, help="bands of the random raster (default 8)")
     d.add_argument("--filters", type=int, default=8, help="outputs of the pointwise bank (default 8)")
-    d.add_argument("--chunk", type=int, default=1024, help="chunk height and width in pixels (default 1024: 32 MiB of 8 bands)")
+    d.add_argument("--chunk", type=int, default=1024,
+                   help="chunk height and width in pixels (default 1024: 32 MiB of 8 bands)")
     d.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     d.add_argument("--threads-per-worker", type=int, default=1)
     d.add_argument("--memory-limit", default="1536MiB", help="each worker's memory_limit (default 1536MiB)")

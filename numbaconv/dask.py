@@ -181,8 +181,6 @@ def _on_device_of(x, *values):
 
 # ---- windows: which input rows (columns) each output block reads, and how they are copied -------------------
 
-
-
 def _axis_blocks(chunks: tuple[int, ...], size: int, before: int, out_size: int, stride: int, dilation: int,
                  kernel: int, padding_mode: str):
     """The output blocks along one axis and how each reads its window.
@@ -303,8 +301,7 @@ def _tiled(x, spec, block, operands_by_chunk, out_channels_by_chunk, **options):
         out_chunks = [out_chunks[0], out_chunks[2], out_chunks[3], out_chunks[1]]
     for c, values in enumerate(operands_by_chunk):  # each channel chunk's weights and biases: one key
         layer[(operands_name, c)] = (tuple, list(values))
-    dependencies = [x]
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=dependencies)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[x])
     return da.Array(graph, name, tuple(out_chunks), meta=x._meta)
 
 
@@ -331,7 +328,8 @@ def _window_task(block, module: str, dtype: str, shape, row_axis: int, rows, col
             for row_destination, row_source in row_segments:
                 for column_destination, column_source in column_segments:
                     target = arrays.block_index(row_axis, row_destination, column_destination)
-                    window[target] = 0 if piece is None else piece[arrays.block_index(row_axis, row_source, column_source)]
+                    window[target] = 0 if piece is None else \
+                        piece[arrays.block_index(row_axis, row_source, column_source)]
     result = block(window, *operands, **options)
     # the window's buffer is this thread's next window: never hand it out (no kernel returns its input, but a
     # cheap check keeps it so)
