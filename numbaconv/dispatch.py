@@ -24,8 +24,8 @@ from .cpu import depthwise as cpu_depthwise
 from .cpu import grouped as cpu_grouped
 from .cpu import implicit as cpu_implicit
 from .cpu import pointwise as cpu_pointwise
-from .config import (BLAS_MIN_OUT_PER_GROUP, GEMM_MAX_WEIGHTS_PER_OUTPUT, LATENCY_BLAS_MAX_PRODUCT,
-                     WORKSPACE_BYTES_PER_THREAD)
+from .config import (BLAS_MIN_OUT_PER_GROUP, DEPTHWISE_BORDER_SHARE, GEMM_MAX_WEIGHTS_PER_OUTPUT,
+                     LATENCY_BLAS_MAX_PRODUCT, WORKSPACE_BYTES_PER_THREAD)
 from .spec import (Activation, ConvSpec, Device, IntOrPair, Layout, Padding, PaddingMode,
                    problem_from_shapes)
 
@@ -81,13 +81,20 @@ def _run_grouped(spec, x, weight, bias, out):
 
 
 def _depthwise_runner(layout: str) -> Callable:
-    """The depthwise kernel's run for batched ``layout`` data: zero padding applied inside the kernel (border
-    taps skipped), the other modes by padding the whole input first (`_bordered` avoids that where it can)."""
+    """The depthwise kernel's run for batched ``layout`` data.  Zero padding is applied inside the kernel
+    (border taps skipped).  Other modes, channels last: where the outputs that read the padding are at most
+    1/DEPTHWISE_BORDER_SHARE of them (`ConvSpec.border_rectangles`), the kernel computes the whole output with
+    zero padding straight from x and `cpu_depthwise.depthwise_border` recomputes that frame under the padding
+    mode (one call, every channel of a pixel at once; no padded copy of the input); else, and for NCHW (whose
+    planes that kernel would read a pixel at a time: slower than the copy where measured; `_bordered` serves
+    its large planes), x is padded as a whole first."""
     kernel, pad = ((cpu_depthwise.run_nchw, arrays.pad_input) if layout == "NCHW"
                    else (cpu_depthwise.run_nhwc, arrays.pad_input_nhwc))
 
     def run(spec, x, weight, bias, out):
-        if spec.padding_mode == "zeros":
+        frame = None if spec.padding_mode == "zeros" or layout == "NCHW" else \
+            spec.border_rectangles(DEPTHWISE_BORDER_SHARE)
+        if spec.padding_mode == "zeros" or frame is not None:
             x = np.ascontiguousarray(x)
             pad_top, pad_left = spec.padding[0], spec.padding[2]
         else:
@@ -95,6 +102,18 @@ def _depthwise_runner(layout: str) -> Callable:
             pad_top = pad_left = 0
         kernel(x, weight, bias, out, spec.channel_multiplier, spec.stride, spec.dilation, pad_top, pad_left,
                spec.activation_code)
+        if frame:
+            top, bottom, left, right = spec.padding
+            rows = arrays.padded_reads(np.arange(-top, spec.in_height + bottom, dtype=np.int64), spec.in_height,
+                                       spec.padding_mode)
+            columns = arrays.padded_reads(np.arange(-left, spec.in_width + right, dtype=np.int64), spec.in_width,
+                                          spec.padding_mode)
+            pixels = cpu_depthwise.border_pixels(frame)
+            taps = np.ascontiguousarray(weight[:, 0].transpose(1, 2, 0))
+            buffers = arrays.scratch("depthwise_border", (numba.config.NUMBA_NUM_THREADS, taps.shape[2]), out.dtype)
+            cpu_depthwise.depthwise_border(len(pixels) * out.shape[0] * weight[:, 0].size, x, taps, bias, out,
+                                           pixels, rows, columns, spec.channel_multiplier, *spec.stride,
+                                           *spec.dilation, spec.activation_code, layout == "NHWC", buffers)
 
     run.__name__ = run.__qualname__ = f"run_depthwise_{layout.lower()}"
     return run
@@ -167,8 +186,7 @@ register(Algorithm("pointwise_gemm", "cpu", "pointwise",
 register(Algorithm("depthwise", "cpu", "depthwise",
                    "planes x row bands per task; rows staged in an L1/L2 buffer with padding and stride folded in, "
                    "then every tap a unit-stride SIMD pass; channels-last: SIMD over the channels of a pixel",
-                   _needs_depthwise, _bordered(_depthwise_runner("NCHW"), "NCHW"),
-                   _bordered(_depthwise_runner("NHWC"), "NHWC"),
+                   _needs_depthwise, _bordered(_depthwise_runner("NCHW"), "NCHW"), _depthwise_runner("NHWC"),
                    workspace=cpu_depthwise.workspace))
 register(Algorithm("grouped", "cpu", "grouped",
                    "implicit GEMM per group on the padded input, 4x16 register tile; serves any convolution",

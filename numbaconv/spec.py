@@ -303,19 +303,22 @@ class ConvSpec:
 
     @cached_property
     def border_regions(self) -> tuple[tuple[int, int, int, int], ...] | None:
+        """`border_rectangles` at most 1/BORDER_SHARE of the outputs: where recomputing the border rectangles
+        from their padded windows (`arrays.padded_window`, one kernel call each) beats padding the whole
+        input (measured on depthwise 3x3 layers, 2026-11-26: a 512 x 512 plane 1.5-1.6x faster; 224 x 224 and
+        smaller, where the border is 1/56 of the outputs or more, slower)."""
+        return self.border_rectangles(BORDER_SHARE)
+
+    def border_rectangles(self, share: int) -> tuple[tuple[int, int, int, int], ...] | None:
         """The output rectangles ``(row0, row1, column0, column1)`` whose windows reach into the padding (the
         top rows, the bottom rows, then the left and right columns between them), or None where they are more
-        than 1/64 of the outputs (or the layer has no padding): each rectangle costs a kernel call and a window
-        copy of its own, which only large planes amortise (measured on depthwise 3x3 layers, 2026-11-26: a
-        512 x 512 plane 1.5-1.6x faster than padding the whole input; 224 x 224 and smaller, where the border
-        is 1/56 of the outputs or more, slower).  Every other output reads the input
+        than 1/``share`` of the outputs (or the layer has no padding).  Every other output reads the input
         alone, whatever the padding mode: a kernel can compute the whole output with zero padding, straight
-        from the input, and recompute only these rectangles from the padded border (`arrays.padded_window`),
-        instead of padding the whole input first."""
+        from the input, and recompute only these rectangles under the padding mode, instead of padding the
+        whole input first."""
         if not self.has_padding:
             return None
         top, _, left, _ = self.padding
-        regions = []
         middle = []
         for size, out, before, stride, dilation, kernel in (
                 (self.in_height, self.out_height, top, self.stride[0], self.dilation[0], self.kernel_height),
@@ -326,12 +329,11 @@ class ConvSpec:
             middle.append((first, last))
         (rows0, rows1), (columns0, columns1) = middle
         border = self.out_height * self.out_width - (rows1 - rows0) * (columns1 - columns0)
-        if BORDER_SHARE * border > self.out_height * self.out_width:
+        if share * border > self.out_height * self.out_width:
             return None
-        for region in ((0, rows0, 0, self.out_width), (rows1, self.out_height, 0, self.out_width),
-                       (rows0, rows1, 0, columns0), (rows0, rows1, columns1, self.out_width)):
-            if region[1] > region[0] and region[3] > region[2]:
-                regions.append(region)
+        regions = [region for region in ((0, rows0, 0, self.out_width), (rows1, self.out_height, 0, self.out_width),
+                                         (rows0, rows1, 0, columns0), (rows0, rows1, columns1, self.out_width))
+                   if region[1] > region[0] and region[3] > region[2]]
         return tuple(regions)
 
     def as_dict(self) -> dict:

@@ -319,10 +319,11 @@ def test_depthwise_register_tiles_dtypes_and_dilation(rng, monkeypatch, dtype, d
 @given(st.data())
 def test_border_recomputed_from_its_padded_window(data):
     """Depthwise and implicit-GEMM (grouped_gemm: dense and grouped) layers under a reflect/replicate/circular
-    border by ConvSpec.border_regions' path (the zero-padded pass over the whole output, then each border
-    rectangle from its padded window; its size rule relaxed here so that small planes take it) against the
-    reference: strides, dilations, 'same' padding, multipliers, both layouts and dtypes, non-contiguous
-    inputs."""
+    border by the border paths (the zero-padded pass over the whole output, then the border recomputed: by
+    the depthwise border kernel, or each rectangle from its padded window; their size rules relaxed here so
+    that small planes take them) against the reference: strides, dilations, 'same' padding, multipliers, both
+    layouts and dtypes, non-contiguous inputs."""
+    from numbaconv import dispatch
     from numbaconv import spec as spec_module
 
     mode = data.draw(st.sampled_from(["reflect", "replicate", "circular"]))
@@ -347,9 +348,11 @@ def test_border_recomputed_from_its_padded_window(data):
     bias = rng.standard_normal(channels * multiplier).astype(dtype)
     kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=mode)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(spec_module, "BORDER_SHARE", 2)
+        patch.setattr(spec_module, "BORDER_SHARE", 2)  # the implicit GEMM's border rectangles
+        patch.setattr(dispatch, "DEPTHWISE_BORDER_SHARE", 1)  # the depthwise border kernel, whatever the frame
         spec = numbaconv.plan(x.shape, weight.shape, True, dtype=dtype, layout=layout, **kwargs).spec
-        bordered = spec.border_regions is not None
+        kernel_frame = algorithm == "depthwise" and layout == "NHWC"  # the depthwise border kernel's
+        bordered = (spec.border_rectangles(1) if kernel_frame else spec.border_regions) is not None
         got = numbaconv.conv2d(x, weight, bias, layout=layout, algorithm=algorithm, **kwargs)
     nchw = x if layout == "NCHW" else x.transpose(0, 3, 1, 2)
     assert_matches_reference(got if layout == "NCHW" else got.transpose(0, 3, 1, 2), nchw, weight, bias, **kwargs)
@@ -360,8 +363,8 @@ def test_border_recomputed_from_its_padded_window(data):
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("groups", [2, 1])
 def test_border_path_at_its_own_size_rule(rng, mode, layout, groups):
-    """A 512 x 600 plane takes the border path by the default rule (depthwise, and dense by the implicit
-    GEMM); small planes pad the whole input."""
+    """A 512 x 600 plane takes the border path by the default rule (dense layers by the implicit GEMM; a
+    depthwise layer's frame is within its own rule at any size here); small planes pad the whole input."""
     x = rng.standard_normal((1, 2, 512, 600)).astype(np.float32)
     weight = rng.standard_normal((4, 2 // groups, 3, 3)).astype(np.float32)
     kwargs = dict(padding=1, groups=groups, padding_mode=mode)

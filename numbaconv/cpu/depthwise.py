@@ -44,7 +44,7 @@ import numpy as np
 from numba import get_thread_id, njit, prange
 
 from ..arrays import padding_copy_elements, scratch
-from ..config import DEPTHWISE_BUFFER_ELEMENTS, DEPTHWISE_TASK_OUTPUTS, FASTMATH
+from ..config import DEPTHWISE_BORDER_SHARE, DEPTHWISE_BUFFER_ELEMENTS, DEPTHWISE_TASK_OUTPUTS, FASTMATH
 from . import packcache
 from .epilogue import activate
 from .simd import (VECTOR_BYTES, depthwise_row_tile, depthwise_tile, depthwise_weight_row_tile, depthwise_weight_tile,
@@ -811,11 +811,68 @@ def nhwc_rows_per_task(n_images: int, out_height: int, out_width: int, out_chann
     return min(rows, out_height)
 
 
+def _depthwise_border(x, w_taps, bias, out, pixels, row_sources, column_sources, multiplier, stride_h, stride_w,
+                      dilation_h, dilation_w, act, nhwc, buffers):
+    """Recompute the outputs at ``pixels`` ((P, 2) int64: row, column) under a non-zero padding mode, reading x
+    (N, C, H, W) or (N, H, W, C) unpadded: padded row ``p`` is input row ``row_sources[p]`` (-1: none, a zero),
+    likewise for columns (`arrays.padded_reads` over the padded extent).  ``w_taps`` (kH, kW, C*m) contiguous;
+    out (N, C*m, H_out, W_out) or (N, H_out, W_out, C*m); ``buffers`` (threads, C*m), a row of accumulators per
+    thread.  Each task one pixel of one image, every output channel at once (unit stride: vectorised)."""
+    n_images = x.shape[0]
+    kernel_height, kernel_width, channels = w_taps.shape
+    count = pixels.shape[0]
+    for task in prange(n_images * count):
+        n = task // count
+        oh = pixels[task % count, 0]
+        ow = pixels[task % count, 1]
+        acc = buffers[get_thread_id()]
+        for co in range(channels):
+            acc[co] = bias[co]
+        for i in range(kernel_height):
+            r = row_sources[oh * stride_h + i * dilation_h]
+            if r < 0:
+                continue
+            for j in range(kernel_width):
+                c = column_sources[ow * stride_w + j * dilation_w]
+                if c < 0:
+                    continue
+                if nhwc and multiplier == 1:
+                    for co in range(channels):
+                        acc[co] += x[n, r, c, co] * w_taps[i, j, co]
+                elif nhwc:
+                    for co in range(channels):
+                        acc[co] += x[n, r, c, co // multiplier] * w_taps[i, j, co]
+                else:
+                    for co in range(channels):
+                        acc[co] += x[n, co // multiplier, r, c] * w_taps[i, j, co]
+        for co in range(channels):
+            if nhwc:
+                out[n, oh, ow, co] = activate(acc[co], act)
+            else:
+                out[n, co, oh, ow] = activate(acc[co], act)
+
+
+depthwise_border = Twins(_depthwise_border, fastmath=FASTMATH)
+
+
+def border_pixels(regions) -> np.ndarray:
+    """The (row, column) of every output in the rectangles ``(row0, row1, column0, column1)``, (P, 2) int64."""
+    parts = [np.stack(np.meshgrid(np.arange(r0, r1), np.arange(c0, c1), indexing="ij"), axis=-1).reshape(-1, 2)
+             for r0, r1, c0, c1 in regions]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros((0, 2), np.int64)
+
+
 def workspace(spec) -> int:
     """Bytes of temporaries for a C-contiguous x: none for zero padding (applied while staging; the per-task
-    staging buffers are a few tens of KiB per thread); for the other padding modes the border rectangles' or
-    the whole input's padded copy (`arrays.padding_copy_elements`)."""
-    return padding_copy_elements(spec) * spec.dtype.itemsize
+    staging buffers are a few tens of KiB per thread); for the other padding modes the border frame's pixel
+    list (`depthwise_border`, channels last) or the padded border rectangles or input
+    (`arrays.padding_copy_elements`)."""
+    if spec.padding_mode == "zeros" or not spec.has_padding:
+        return 0
+    frame = spec.border_rectangles(DEPTHWISE_BORDER_SHARE) if spec.layout == "NHWC" else None
+    if frame is None:
+        return padding_copy_elements(spec) * spec.dtype.itemsize
+    return 16 * sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in frame)
 
 
 def run_nchw(x, weight, bias, out, multiplier, stride, dilation, pad_top, pad_left, act):
