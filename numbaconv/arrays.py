@@ -268,16 +268,17 @@ def block_index(row_axis: int, rows, columns) -> tuple:
 
 
 def padded_window(x: np.ndarray, spec: ConvSpec, first_row: int, rows: int, first_column: int, columns: int,
-                  layout: str = "NCHW") -> np.ndarray:
+                  layout: str = "NCHW", slot: str | None = None, limit: int = SCRATCH_BYTES) -> np.ndarray:
     """Rows ``[first_row, first_row + rows)`` x columns ``[first_column, first_column + columns)`` of x padded
     as a whole by ``spec.padding_mode`` (counted in the padded input's rows and columns), as a new
     C-contiguous array: what `pad_input` (NCHW) or `pad_input_nhwc` gives for that window, without padding
-    the whole input.  x batched in ``layout``, any strides."""
+    the whole input.  x batched in ``layout``, any strides.  With a ``slot``, the array is this thread's
+    `scratch` of that slot (up to ``limit`` bytes): valid until the thread asks for the slot again."""
     row_axis = 2 if layout == "NCHW" else 1
     top, _, left, _ = spec.padding
     shape = list(x.shape)
     shape[row_axis], shape[row_axis + 1] = rows, columns
-    window = np.empty(shape, x.dtype)
+    window = np.empty(shape, x.dtype) if slot is None else scratch(slot, shape, x.dtype, limit)
     row_sources = padded_reads(np.arange(first_row - top, first_row - top + rows, dtype=np.int64), spec.in_height,
                                spec.padding_mode)
     column_sources = padded_reads(np.arange(first_column - left, first_column - left + columns, dtype=np.int64),
@@ -309,9 +310,11 @@ def padding_copy_elements(spec: ConvSpec) -> int:
                             for r0, r1, c0, c1 in spec.border_regions) if spec.border_regions else 0
 
 
-def padded_band(x: np.ndarray, spec: ConvSpec, first: int, rows: int, layout: str = "NCHW") -> np.ndarray:
+def padded_band(x: np.ndarray, spec: ConvSpec, first: int, rows: int, layout: str = "NCHW", slot: str | None = None,
+                limit: int = SCRATCH_BYTES) -> np.ndarray:
     """Rows ``[first, first + rows)`` of x padded as a whole (every column): `padded_window` of a band."""
-    return padded_window(x, spec, first, rows, 0, spec.in_width + spec.padding[2] + spec.padding[3], layout)
+    return padded_window(x, spec, first, rows, 0, spec.in_width + spec.padding[2] + spec.padding[3], layout, slot,
+                         limit)
 
 
 def kernel_input(x: np.ndarray, spec: ConvSpec, layout: str = "NCHW") -> tuple[ConvSpec, np.ndarray]:
@@ -394,16 +397,17 @@ def _aligned_view(buffer: np.ndarray, nbytes: int, shape, dtype) -> np.ndarray:
 _SCRATCH = threading.local()
 
 
-def scratch(slot: str, shape, dtype) -> np.ndarray:
+def scratch(slot: str, shape, dtype, limit: int = SCRATCH_BYTES) -> np.ndarray:
     """A temporary of ``shape`` for this thread's kernel call, 64-byte aligned, taken from a buffer kept per
-    thread and ``slot`` (at most config.SCRATCH_BYTES each; larger ones are allocated afresh).  Freshly
+    thread and ``slot`` (at most ``limit`` bytes each, config.SCRATCH_BYTES unless a kernel sizes its own
+    temporaries; larger ones are allocated afresh).  Freshly
     allocated temporaries of a few MiB cost more than the kernels that fill them: glibc returns them to the
     system at free, and the next call faults every page in again (measured: an NCHW convolution's 1.5 MiB
     channels-last result cost ~0.5 ms of page faults per call).  The array is valid until the same thread
     asks for the same slot again: a kernel's own temporaries only, never anything returned to the caller."""
     dtype = np.dtype(dtype)
     nbytes = _elements(shape) * dtype.itemsize
-    if nbytes > SCRATCH_BYTES:
+    if nbytes > limit:
         return aligned_empty(shape, dtype)
     buffer = getattr(_SCRATCH, slot, None)
     if buffer is None or buffer.size < nbytes + 64:

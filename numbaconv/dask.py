@@ -315,13 +315,25 @@ def _window_task(block, module: str, dtype: str, shape, row_axis: int, rows, col
                  **options):
     """One task: the window copied from its pieces (``pieces[a][b]``: an input chunk, or the bundle of pieces
     cut from one, ``parts[a][b]`` saying which; None where zero padding holds zeros), then
-    ``block(window, *operands, **options)``."""
+    ``block(window, *operands, **options)``.  A separable block of one channels-last image runs in bands of
+    output rows instead (`_separable_in_bands`): each band's window rows copied and convolved while in cache."""
     import importlib
 
+    if module == "numpy" and block is _separable_block and options["layout"] == "NHWC" and shape[0] == 1:
+        return _separable_in_bands(np.dtype(dtype), shape, rows, columns, parts, pieces, operands, **options)
     if module == "numpy":
         window = _window_buffer(shape, np.dtype(dtype))
     else:  # CuPy: its memory pool reuses device memory by itself
         window = importlib.import_module(module).empty(shape, dtype=np.dtype(dtype))
+    _fill_window(window, row_axis, rows, columns, parts, pieces)
+    result = block(window, *operands, **options)
+    # the window's buffer is this thread's next window: never hand it out (no kernel returns its input, but a
+    # cheap check keeps it so)
+    return result.copy() if np.may_share_memory(result, window) else result
+
+
+def _fill_window(window, row_axis: int, rows, columns, parts, pieces) -> None:
+    """Copy each piece's rows x columns segments into ``window`` (zeros where zero padding holds them)."""
     for a, (_, row_segments) in enumerate(rows):
         for b, (_, column_segments) in enumerate(columns):
             piece = pieces[a][b] if parts[a][b] is None else pieces[a][b][parts[a][b]]
@@ -330,10 +342,47 @@ def _window_task(block, module: str, dtype: str, shape, row_axis: int, rows, col
                     target = arrays.block_index(row_axis, row_destination, column_destination)
                     window[target] = 0 if piece is None else \
                         piece[arrays.block_index(row_axis, row_source, column_source)]
-    result = block(window, *operands, **options)
-    # the window's buffer is this thread's next window: never hand it out (no kernel returns its input, but a
-    # cheap check keeps it so)
-    return result.copy() if np.may_share_memory(result, window) else result
+
+
+def _separable_in_bands(dtype, shape, rows, columns, parts, pieces, operands, **options):
+    """A channels-last separable block of one image, band by band of output rows (`separable.chunks`): each
+    band's window rows (``[oh0 * stride, (oh1 - 1) * stride + span)`` of the block's window) are copied into
+    this thread's buffer and convolved into the band of the result at once, so the window's copy is read back
+    from cache, never from memory (a whole 128 MiB window was written out and read back)."""
+    depthwise_weight, pointwise_weight = operands[0], operands[1]
+    stride, dilation = options["stride"][0], options["dilation"][0]
+    span = (depthwise_weight.shape[2] - 1) * dilation + 1
+    span_w = (depthwise_weight.shape[3] - 1) * options["dilation"][1] + 1
+    out_height = (shape[1] - span) // stride + 1
+    out_width = (shape[2] - span_w) // options["stride"][1] + 1
+    result = np.empty((1, out_height, out_width, pointwise_weight.shape[0]), dtype)
+    for _, _, oh0, oh1 in separable.chunks(1, out_height, out_width * depthwise_weight.shape[0]):
+        first, last = oh0 * stride, (oh1 - 1) * stride + span
+        band_rows = [(r, _clip(segments, first, last)) for r, segments in rows]
+        window = _window_buffer((1, last - first, shape[2], shape[3]), dtype)
+        _fill_window(window, 1, band_rows, columns, parts, pieces)
+        _separable_block(window, *operands, out=result[:, oh0:oh1], **options)
+    return result
+
+
+def _clip(segments, first: int, last: int) -> list:
+    """The ``(destination, source)`` segments of window rows ``[first, last)``, destinations counted from
+    ``first``."""
+    clipped = []
+    for destination, source in segments:
+        if isinstance(destination, slice):
+            lo, hi = max(destination.start, first), min(destination.stop, last)
+            if lo >= hi:
+                continue
+            step = source.step or 1
+            start = source.start + (lo - destination.start) * step
+            stop = start + (hi - lo) * step
+            clipped.append((slice(lo - first, hi - first), slice(start, stop if stop >= 0 else None, step)))
+        else:
+            inside = (destination >= first) & (destination < last)
+            if inside.any():
+                clipped.append((destination[inside] - first, source[inside]))
+    return clipped
 
 
 class _Holder:
@@ -435,10 +484,12 @@ def _block(window, weight, bias=None, *, channels_per_group, has_bias, stride, d
 
 
 def _separable_block(window, depthwise_weight, pointwise_weight, *biases, has_biases, stride, dilation,
-                     depthwise_activation, activation, layout, threads):
-    """One task of `separable_conv2d`: both stages on the padded window (numbaconv's fused CPU path)."""
+                     depthwise_activation, activation, layout, threads, out=None):
+    """One task of `separable_conv2d` (or a band of one, into ``out``): both stages on the padded window
+    (numbaconv's fused CPU path)."""
     given = iter(biases)
     depthwise_bias, pointwise_bias = (next(given) if has else None for has in has_biases)
+    kwargs = {} if out is None else {"out": out}
     return _on_block(window, threads, separable.separable_conv2d, depthwise_weight, pointwise_weight,
                      depthwise_bias, pointwise_bias, stride, 0, dilation, depthwise_activation=depthwise_activation,
-                     activation=activation, layout=layout)
+                     activation=activation, layout=layout, **kwargs)

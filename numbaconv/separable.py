@@ -156,6 +156,10 @@ def run_fused(dw_spec, x, dw_weight, dw_bias, pw_weight, pw_bias, out, activatio
     pixels = out_height * out_width
     mixing = np.ascontiguousarray(pw_weight.reshape(out_channels, middle_channels)).reshape(-1)
     threads = numba.get_num_threads()
+    # each band's intermediate (and padded rows) in this thread's kept buffers: a fresh one per band faults its
+    # pages in again where glibc hands large blocks back at free (measured in a Dask worker, whose nanny sets
+    # MALLOC_TRIM_THRESHOLD_: 528 page faults and 3 ms of a 12 ms band; 8 and 9 ms in the client process)
+    kept = 2 * SEPARABLE_CHUNK_ELEMENTS * x.dtype.itemsize
     for n0, n1, oh0, oh1 in chunks(dw_spec.batch, out_height, out_width * middle_channels):
         # the input rows this band reads, and the top padding that is left once they are cut out
         first = oh0 * sh - pad_top
@@ -163,11 +167,12 @@ def run_fused(dw_spec, x, dw_weight, dw_bias, pw_weight, pw_bias, out, activatio
         start, stop = max(first, 0), max(min(last + 1, in_height), max(first, 0))
         rows = oh1 - oh0
         if bordered:
-            band = arrays.padded_band(x[n0:n1], dw_spec, start, stop - start, dw_spec.layout)
+            band = arrays.padded_band(x[n0:n1], dw_spec, start, stop - start, dw_spec.layout, "separable_band",
+                                      kept)
         else:
             band = np.ascontiguousarray(x[n0:n1, start:stop] if nhwc else x[n0:n1, :, start:stop])
         if nhwc:
-            middle = np.empty((n1 - n0, rows, out_width, middle_channels), x.dtype)
+            middle = arrays.scratch("separable_middle", (n1 - n0, rows, out_width, middle_channels), x.dtype, kept)
             cpu_depthwise.run_nhwc(band, dw_weight, dw_bias, middle, dw_spec.channel_multiplier, dw_spec.stride,
                                    dw_spec.dilation, start - first, pad_left, dw_spec.activation_code)
             pixels_here = (n1 - n0) * rows * out_width
@@ -177,7 +182,7 @@ def run_fused(dw_spec, x, dw_weight, dw_bias, pw_weight, pw_bias, out, activatio
                         out_channels, 1, pixels_here, out_channels, middle_channels, pw_bias, False, activation_code,
                         threads)
         else:
-            middle = np.empty((n1 - n0, middle_channels, rows, out_width), x.dtype)
+            middle = arrays.scratch("separable_middle", (n1 - n0, middle_channels, rows, out_width), x.dtype, kept)
             cpu_depthwise.run_nchw(band, dw_weight, dw_bias, middle, dw_spec.channel_multiplier, dw_spec.stride,
                                    dw_spec.dilation, start - first, pad_left, dw_spec.activation_code)
             # the pointwise half, per image: out[n, :, band] (C_out x band pixels, rows `pixels` apart: a band of a

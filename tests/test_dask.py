@@ -108,6 +108,41 @@ def test_the_family_functions_and_separable(layout, rng):
                  np.float32)
 
 
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_separable_blocks_in_bands_equal_the_in_memory_call(data):
+    """A separable block of one channels-last image runs in bands of output rows, each band's window rows
+    copied from the pieces (their segments clipped to the band): random chunkings, strides, dilations, kernel
+    sizes (1x1 with a stride: windows of the taps' positions), padding modes, the band budget cut small."""
+    from numbaconv import separable
+
+    mode = data.draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
+    kernel = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    stride = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 2)))
+    dilation = (data.draw(st.integers(1, 2)), 1)
+    padding = tuple(data.draw(st.integers(0, 1)) for _ in kernel)
+    channels = data.draw(st.integers(1, 3))
+    height = max((kernel[0] - 1) * dilation[0] + 1, 2) + data.draw(st.integers(0, 14))
+    width = max(kernel[1], 2) + data.draw(st.integers(0, 10))
+    shape = (data.draw(st.integers(1, 2)), height, width, channels)
+    chunks = (1, chunking(data.draw, height), chunking(data.draw, width), channels)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    x = rng.standard_normal(shape).astype(np.float32)
+    dw = rng.standard_normal((channels, 1) + kernel).astype(np.float32)
+    pw = rng.standard_normal((4, channels, 1, 1)).astype(np.float32)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, padding_mode=mode, layout="NHWC",
+                  depthwise_activation="relu6")
+    expected = numbaconv.separable_conv2d(x, dw, pw, **kwargs)
+    banded = []
+    original = nd._separable_in_bands
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(separable, "SEPARABLE_CHUNK_ELEMENTS", data.draw(st.integers(1, 40)))  # several bands
+        patch.setattr(nd, "_separable_in_bands", lambda *a, **k: banded.append(1) or original(*a, **k))
+        got = nd.separable_conv2d(da.from_array(x, chunks=chunks), dw, pw, **kwargs).compute(scheduler="sync")
+    assert_close(got, expected, np.float32)
+    assert banded  # the path under test ran
+
+
 def test_channel_chunks_that_split_groups_are_rechunked_with_a_warning(rng):
     x = rng.standard_normal((1, 6, 8, 8))
     w = rng.standard_normal((4, 3, 3, 3))
