@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import weakref
 from functools import lru_cache
 
 import numpy as np
@@ -303,11 +304,12 @@ def padding_copy_elements(spec: ConvSpec) -> int:
         return 0
     if spec.border_regions is None:
         return spec.padded_elements
-    span_h = (spec.kernel_height - 1) * spec.dilation[0] + 1
-    span_w = (spec.kernel_width - 1) * spec.dilation[1] + 1
-    return spec.batch * max(((r1 - r0 - 1) * spec.stride[0] + span_h) * ((c1 - c0 - 1) * spec.stride[1] + span_w)
-                            * spec.in_channels + (r1 - r0) * (c1 - c0) * spec.out_channels
-                            for r0, r1, c0, c1 in spec.border_regions) if spec.border_regions else 0
+
+    def elements(r0: int, r1: int, c0: int, c1: int) -> int:  # a rectangle's padded window and result
+        _, rows, _, columns = spec.input_window(r0, r1, c0, c1)
+        return rows * columns * spec.in_channels + (r1 - r0) * (c1 - c0) * spec.out_channels
+
+    return spec.batch * max((elements(*region) for region in spec.border_regions), default=0)
 
 
 def padded_band(x: np.ndarray, spec: ConvSpec, first: int, rows: int, layout: str = "NCHW", slot: str | None = None,
@@ -394,13 +396,23 @@ def _aligned_view(buffer: np.ndarray, nbytes: int, shape, dtype) -> np.ndarray:
     return buffer[start:start + nbytes].view(dtype).reshape(shape)
 
 
-_SCRATCH = threading.local()
+class _Slots:
+    """One thread's scratch buffers, by slot (`scratch`); freed with the thread, or by `release_scratch`."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, np.ndarray] = {}
+
+
+_SCRATCH = threading.local()  # .slots: this thread's _Slots
+_ALL_SLOTS: weakref.WeakSet = weakref.WeakSet()  # every live thread's, for release_scratch
+_ALL_SLOTS_LOCK = threading.Lock()
 
 
 def scratch(slot: str, shape, dtype, limit: int = SCRATCH_BYTES) -> np.ndarray:
     """A temporary of ``shape`` for this thread's kernel call, 64-byte aligned, taken from a buffer kept per
     thread and ``slot`` (at most ``limit`` bytes each, config.SCRATCH_BYTES unless a kernel sizes its own
-    temporaries; larger ones are allocated afresh).  Freshly
+    temporaries; larger ones are allocated afresh; a slot keeps its largest buffer until `release_scratch`
+    or the thread's end).  Freshly
     allocated temporaries of a few MiB cost more than the kernels that fill them: glibc returns them to the
     system at free, and the next call faults every page in again (measured: an NCHW convolution's 1.5 MiB
     channels-last result cost ~0.5 ms of page faults per call).  The array is valid until the same thread
@@ -409,11 +421,28 @@ def scratch(slot: str, shape, dtype, limit: int = SCRATCH_BYTES) -> np.ndarray:
     nbytes = _elements(shape) * dtype.itemsize
     if nbytes > limit:
         return aligned_empty(shape, dtype)
-    buffer = getattr(_SCRATCH, slot, None)
+    slots = getattr(_SCRATCH, "slots", None)
+    if slots is None:
+        slots = _SCRATCH.slots = _Slots()
+        with _ALL_SLOTS_LOCK:
+            _ALL_SLOTS.add(slots)
+    buffer = slots.buffers.get(slot)
     if buffer is None or buffer.size < nbytes + 64:
-        buffer = np.empty(nbytes + 64, np.uint8)
-        setattr(_SCRATCH, slot, buffer)
+        slots.buffers.pop(slot, None)  # the old one freed before the larger one is taken
+        buffer = slots.buffers[slot] = np.empty(nbytes + 64, np.uint8)
     return _aligned_view(buffer, nbytes, shape, dtype)
+
+
+def release_scratch(prefix: str = "") -> int:
+    """Free every live thread's `scratch` buffers whose slot starts with ``prefix``; returns the bytes freed
+    (an array in use keeps its own reference: a kernel running meanwhile is not disturbed)."""
+    released = 0
+    with _ALL_SLOTS_LOCK:
+        for slots in list(_ALL_SLOTS):
+            for slot in [slot for slot in list(slots.buffers) if slot.startswith(prefix)]:
+                buffer = slots.buffers.pop(slot, None)
+                released += 0 if buffer is None else buffer.nbytes
+    return released
 
 
 def kernel_output(out: np.ndarray | None, spec: ConvSpec, layout: str = "NCHW") -> np.ndarray:

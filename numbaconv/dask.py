@@ -33,10 +33,8 @@ Requires the ``dask`` extra: ``pip install 'numbaconv[dask]'``.
 from __future__ import annotations
 
 import contextlib
-import math
-import threading
+import sys
 import warnings
-import weakref
 from typing import Any
 
 import numpy as np
@@ -385,45 +383,20 @@ def _clip(segments, first: int, last: int) -> list:
     return clipped
 
 
-class _Holder:
-    """A thread's window buffer (`_window_buffer`); freed with the thread, or by `release_buffers`."""
-
-    buffer: np.ndarray | None = None
-
-
-_WINDOW = threading.local()  # .holder: this thread's _Holder
-_HOLDERS: weakref.WeakSet = weakref.WeakSet()  # every live thread's, for release_buffers
-_HOLDERS_LOCK = threading.Lock()
-
-
 def _window_buffer(shape, dtype: np.dtype) -> np.ndarray:
-    """An uninitialised array of ``shape`` in this thread's window buffer, kept between tasks.  A fresh
-    window costs its page faults every task (on this 2-core VM 15% of a 128 MiB task; where the host
-    reclaims freed memory -- a VM balloon's free page reporting -- first touches cost up to ten times that);
-    a thread keeps its largest window until `release_buffers` or its end."""
-    nbytes = math.prod(shape) * dtype.itemsize
-    holder = getattr(_WINDOW, "holder", None)
-    if holder is None:
-        holder = _WINDOW.holder = _Holder()
-        with _HOLDERS_LOCK:
-            _HOLDERS.add(holder)
-    buffer = holder.buffer
-    if buffer is None or buffer.nbytes < nbytes:
-        holder.buffer = None  # the old one freed before the larger one is taken
-        buffer = holder.buffer = arrays.aligned_empty(nbytes, np.uint8)
-    return buffer[:nbytes].view(dtype).reshape(shape)
+    """An uninitialised array of ``shape`` in this thread's window buffer (`arrays.scratch`, slot "dask_window",
+    no size limit), kept between tasks.  A fresh window costs its page faults every task (on this 2-core VM 15%
+    of a 128 MiB task; where the host reclaims freed memory -- a VM balloon's free page reporting -- first
+    touches cost up to ten times that); a thread keeps its largest window until `release_buffers` or its
+    end."""
+    return arrays.scratch("dask_window", shape, dtype, limit=sys.maxsize)
 
 
 def release_buffers() -> int:
     """Free the window buffers numbaconv.dask's tasks keep, one per thread that ran a task (each the size of
     the largest window it built: about one input chunk plus its halo); returns the bytes released.  On a
     distributed cluster: ``client.run(numbaconv.dask.release_buffers)``."""
-    released = 0
-    with _HOLDERS_LOCK:
-        for holder in list(_HOLDERS):
-            buffer, holder.buffer = holder.buffer, None  # a task using it keeps its own reference
-            released += 0 if buffer is None else buffer.nbytes
-    return released
+    return arrays.release_scratch("dask_window")
 
 
 def _whole_groups(x, axis: int, per_group: int):

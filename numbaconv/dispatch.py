@@ -84,7 +84,7 @@ def _depthwise_runner(layout: str) -> Callable:
     """The depthwise kernel's run for batched ``layout`` data.  Zero padding is applied inside the kernel
     (border taps skipped).  Other modes, channels last: where the outputs that read the padding are at most
     1/DEPTHWISE_BORDER_SHARE of them (`ConvSpec.border_rectangles`), the kernel computes the whole output with
-    zero padding straight from x and `cpu_depthwise.depthwise_border` recomputes that frame under the padding
+    zero padding straight from x and `cpu_depthwise.depthwise_border_nhwc` recomputes that frame under the padding
     mode (one call, every channel of a pixel at once; no padded copy of the input); else, and for NCHW (whose
     planes that kernel would read a pixel at a time: slower than the copy where measured; `_bordered` serves
     its large planes), x is padded as a whole first."""
@@ -93,7 +93,7 @@ def _depthwise_runner(layout: str) -> Callable:
 
     def run(spec, x, weight, bias, out):
         frame = None if spec.padding_mode == "zeros" or layout == "NCHW" else \
-            spec.border_rectangles(DEPTHWISE_BORDER_SHARE)
+            spec.border_rectangles(DEPTHWISE_BORDER_SHARE)  # (the border kernel reads channels last)
         if spec.padding_mode == "zeros" or frame is not None:
             x = np.ascontiguousarray(x)
             pad_top, pad_left = spec.padding[0], spec.padding[2]
@@ -111,9 +111,9 @@ def _depthwise_runner(layout: str) -> Callable:
             pixels = cpu_depthwise.border_pixels(frame)
             taps = np.ascontiguousarray(weight[:, 0].transpose(1, 2, 0))
             buffers = arrays.scratch("depthwise_border", (numba.config.NUMBA_NUM_THREADS, taps.shape[2]), out.dtype)
-            cpu_depthwise.depthwise_border(len(pixels) * out.shape[0] * weight[:, 0].size, x, taps, bias, out,
-                                           pixels, rows, columns, spec.channel_multiplier, *spec.stride,
-                                           *spec.dilation, spec.activation_code, layout == "NHWC", buffers)
+            cpu_depthwise.depthwise_border_nhwc(len(pixels) * out.shape[0] * weight[:, 0].size, x, taps, bias, out,
+                                                pixels, rows, columns, spec.channel_multiplier, *spec.stride,
+                                                *spec.dilation, spec.activation_code, buffers)
 
     run.__name__ = run.__qualname__ = f"run_depthwise_{layout.lower()}"
     return run
@@ -132,12 +132,9 @@ def _bordered(run: Callable, layout: str) -> Callable:
             run(spec, x, weight, bias, out)
             return
         run(replace(spec, padding_mode="zeros"), x, weight, bias, out)
-        span_h = (spec.kernel_height - 1) * spec.dilation[0] + 1
-        span_w = (spec.kernel_width - 1) * spec.dilation[1] + 1
-        sh, sw = spec.stride
         for r0, r1, c0, c1 in regions:
-            rows, columns = (r1 - r0 - 1) * sh + span_h, (c1 - c0 - 1) * sw + span_w
-            window = arrays.padded_window(x, spec, r0 * sh, rows, c0 * sw, columns, layout)
+            first_row, rows, first_column, columns = spec.input_window(r0, r1, c0, c1)
+            window = arrays.padded_window(x, spec, first_row, rows, first_column, columns, layout)
             part = replace(spec, in_height=rows, in_width=columns, padding=(0, 0, 0, 0), padding_mode="zeros")
             if layout == "NCHW":
                 piece = np.empty((out.shape[0], out.shape[1], r1 - r0, c1 - c0), out.dtype)

@@ -301,6 +301,13 @@ class ConvSpec:
         return replace(self, batch=images, batched=True, in_height=(rows - 1) * self.stride[0] + span,
                        padding=(0, 0) + self.padding[2:])
 
+    def input_window(self, row0: int, row1: int, column0: int, column1: int) -> tuple[int, int, int, int]:
+        """``(first row, rows, first column, columns)`` of the padded input that outputs ``[row0, row1) x
+        [column0, column1)`` read (counted in the padded input's rows and columns)."""
+        rows = (row1 - row0 - 1) * self.stride[0] + (self.kernel_height - 1) * self.dilation[0] + 1
+        columns = (column1 - column0 - 1) * self.stride[1] + (self.kernel_width - 1) * self.dilation[1] + 1
+        return row0 * self.stride[0], rows, column0 * self.stride[1], columns
+
     @cached_property
     def border_regions(self) -> tuple[tuple[int, int, int, int], ...] | None:
         """`border_rectangles` at most 1/BORDER_SHARE of the outputs: where recomputing the border rectangles

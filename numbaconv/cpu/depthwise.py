@@ -811,13 +811,13 @@ def nhwc_rows_per_task(n_images: int, out_height: int, out_width: int, out_chann
     return min(rows, out_height)
 
 
-def _depthwise_border(x, w_taps, bias, out, pixels, row_sources, column_sources, multiplier, stride_h, stride_w,
-                      dilation_h, dilation_w, act, nhwc, buffers):
+def _depthwise_border_nhwc(x, w_taps, bias, out, pixels, row_sources, column_sources, multiplier, stride_h,
+                           stride_w, dilation_h, dilation_w, act, buffers):
     """Recompute the outputs at ``pixels`` ((P, 2) int64: row, column) under a non-zero padding mode, reading x
-    (N, C, H, W) or (N, H, W, C) unpadded: padded row ``p`` is input row ``row_sources[p]`` (-1: none, a zero),
-    likewise for columns (`arrays.padded_reads` over the padded extent).  ``w_taps`` (kH, kW, C*m) contiguous;
-    out (N, C*m, H_out, W_out) or (N, H_out, W_out, C*m); ``buffers`` (threads, C*m), a row of accumulators per
-    thread.  Each task one pixel of one image, every output channel at once (unit stride: vectorised)."""
+    (N, H, W, C) unpadded: padded row ``p`` is input row ``row_sources[p]`` (-1: none, a zero), likewise for
+    columns (`arrays.padded_reads` over the padded extent).  ``w_taps`` (kH, kW, C*m) contiguous; out
+    (N, H_out, W_out, C*m); ``buffers`` (threads, C*m), a row of accumulators per thread.  Each task one pixel
+    of one image, every output channel at once (unit stride: vectorised)."""
     n_images = x.shape[0]
     kernel_height, kernel_width, channels = w_taps.shape
     count = pixels.shape[0]
@@ -836,23 +836,17 @@ def _depthwise_border(x, w_taps, bias, out, pixels, row_sources, column_sources,
                 c = column_sources[ow * stride_w + j * dilation_w]
                 if c < 0:
                     continue
-                if nhwc and multiplier == 1:
+                if multiplier == 1:
                     for co in range(channels):
                         acc[co] += x[n, r, c, co] * w_taps[i, j, co]
-                elif nhwc:
-                    for co in range(channels):
-                        acc[co] += x[n, r, c, co // multiplier] * w_taps[i, j, co]
                 else:
                     for co in range(channels):
-                        acc[co] += x[n, co // multiplier, r, c] * w_taps[i, j, co]
+                        acc[co] += x[n, r, c, co // multiplier] * w_taps[i, j, co]
         for co in range(channels):
-            if nhwc:
-                out[n, oh, ow, co] = activate(acc[co], act)
-            else:
-                out[n, co, oh, ow] = activate(acc[co], act)
+            out[n, oh, ow, co] = activate(acc[co], act)
 
 
-depthwise_border = Twins(_depthwise_border, fastmath=FASTMATH)
+depthwise_border_nhwc = Twins(_depthwise_border_nhwc, fastmath=FASTMATH)
 
 
 def border_pixels(regions) -> np.ndarray:
@@ -865,7 +859,7 @@ def border_pixels(regions) -> np.ndarray:
 def workspace(spec) -> int:
     """Bytes of temporaries for a C-contiguous x: none for zero padding (applied while staging; the per-task
     staging buffers are a few tens of KiB per thread); for the other padding modes the border frame's pixel
-    list (`depthwise_border`, channels last) or the padded border rectangles or input
+    list (`depthwise_border_nhwc`, channels last) or the padded border rectangles or input
     (`arrays.padding_copy_elements`)."""
     if spec.padding_mode == "zeros" or not spec.has_padding:
         return 0

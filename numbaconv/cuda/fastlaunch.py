@@ -9,9 +9,10 @@ into the kernel's parameter list, and a new ``LaunchConfig``.  Here, after the f
 given signature (made by Numba's own path, which compiles it and whose ``pre_launch_callbacks`` hand over the
 compiled overload), a launch flattens Numba device arrays straight from their attributes (the layout of
 `numba.cuda.dispatcher._Kernel._prepare_args`: meminfo, parent, size, itemsize, data pointer, shape, strides in
-bytes) and scalars as the overload's own ctypes, reuses the ``LaunchConfig`` of the grid and block, and calls the same
-``cuda.core`` launch.  Any other argument (host arrays, floats, CuPy/torch arrays), a debug kernel, a kernel with
-argument extensions, the CUDA simulator, or ``NUMBACONV_CUDA_FAST_LAUNCH=0`` takes Numba's path.
+bytes) and Python ints and floats as the overload's own ctypes, reuses the ``LaunchConfig`` of the grid and
+block, and calls the same ``cuda.core`` launch.  Any other argument (host arrays, CuPy/torch arrays, NumPy
+scalars), a debug kernel, a kernel with argument extensions, the CUDA simulator, or
+``NUMBACONV_CUDA_FAST_LAUNCH=0`` takes Numba's path.
 """
 
 from __future__ import annotations
